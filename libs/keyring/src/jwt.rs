@@ -1,0 +1,363 @@
+//! Signing access tokens with the active key, verifying them with a public key set.
+
+use std::collections::HashMap;
+
+use authstack_protocol::model::PublicJwk;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::ring::{KeyRing, RingKey};
+use crate::{KeyringError, SigningAlgorithm};
+
+/// The `typ` header of access tokens (RFC 9068).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// Signs JWTs with one private key.
+pub struct TokenSigner {
+    kid: String,
+    header: Header,
+    key: EncodingKey,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSigner")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSigner {
+    /// A signer for the ring's active key.
+    pub fn for_active_key(ring: &KeyRing) -> Result<Self, KeyringError> {
+        let key = ring
+            .active()
+            .ok_or_else(|| KeyringError::InvalidRing("no active key".into()))?;
+        TokenSigner::new(key)
+    }
+
+    /// A signer for one ring key.
+    pub fn new(key: &RingKey) -> Result<Self, KeyringError> {
+        let pem = key.private_key_pem.as_bytes();
+        let encoding = match key.algorithm {
+            SigningAlgorithm::EdDSA => EncodingKey::from_ed_pem(pem),
+            SigningAlgorithm::ES256 => EncodingKey::from_ec_pem(pem),
+            SigningAlgorithm::RS256 => EncodingKey::from_rsa_pem(pem),
+        }
+        .map_err(|e| KeyringError::Material(format!("key {}: {e}", key.kid)))?;
+        let mut header = Header::new(key.algorithm.jwt());
+        header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+        header.kid = Some(key.kid.clone());
+        Ok(TokenSigner {
+            kid: key.kid.clone(),
+            header,
+            key: encoding,
+        })
+    }
+
+    /// The key id written into every token.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// Signs `claims` into a compact JWS.
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, KeyringError> {
+        jsonwebtoken::encode(&self.header, claims, &self.key)
+            .map_err(|e| KeyringError::Signing(e.to_string()))
+    }
+}
+
+/// Why a token was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Not a JWT, or a header we refuse (no `kid`, `alg: none`, wrong `typ`).
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// Signed by a key this verifier does not know.
+    #[error("unknown signing key {0}")]
+    UnknownKey(String),
+    /// Past its expiry.
+    #[error("token expired")]
+    Expired,
+    /// Bad signature, issuer, audience, not-before or algorithm.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// A verified token.
+#[derive(Debug, Clone)]
+pub struct Verified<T> {
+    /// The key that signed it.
+    pub kid: String,
+    /// Its claims.
+    pub claims: T,
+}
+
+struct VerifyKey {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+/// Verifies tokens against a set of public keys; each key is pinned to its own algorithm.
+pub struct TokenVerifier {
+    keys: HashMap<String, VerifyKey>,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// What a token must carry to be accepted.
+#[derive(Debug, Clone)]
+pub struct Expectations {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud`.
+    pub audience: String,
+    /// Allowed clock skew in seconds for `exp` and `nbf`.
+    pub leeway_secs: u64,
+}
+
+fn decoding_key(jwk: &PublicJwk) -> Result<(SigningAlgorithm, DecodingKey), String> {
+    let algorithm: SigningAlgorithm = jwk.alg.parse()?;
+    let need = |v: &Option<String>, name: &str| {
+        v.clone()
+            .ok_or_else(|| format!("key {} lacks `{name}`", jwk.kid))
+    };
+    let key = match (algorithm, jwk.kty.as_str()) {
+        (SigningAlgorithm::EdDSA, "OKP") => DecodingKey::from_ed_components(&need(&jwk.x, "x")?),
+        (SigningAlgorithm::ES256, "EC") => {
+            DecodingKey::from_ec_components(&need(&jwk.x, "x")?, &need(&jwk.y, "y")?)
+        }
+        (SigningAlgorithm::RS256, "RSA") => {
+            DecodingKey::from_rsa_components(&need(&jwk.n, "n")?, &need(&jwk.e, "e")?)
+        }
+        (alg, kty) => return Err(format!("key {}: kty {kty} does not fit {alg}", jwk.kid)),
+    }
+    .map_err(|e| format!("key {}: {e}", jwk.kid))?;
+    Ok((algorithm, key))
+}
+
+impl TokenVerifier {
+    /// Builds a verifier from public JWKs; keys that cannot be used are returned as warnings.
+    pub fn new(jwks: &[PublicJwk], expect: &Expectations) -> (Self, Vec<String>) {
+        let mut keys = HashMap::new();
+        let mut warnings = Vec::new();
+        for jwk in jwks {
+            match decoding_key(jwk) {
+                Ok((algorithm, key)) => {
+                    let mut validation = Validation::new(algorithm.jwt());
+                    validation.set_issuer(&[&expect.issuer]);
+                    validation.set_audience(&[&expect.audience]);
+                    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+                    validation.validate_nbf = true;
+                    validation.leeway = expect.leeway_secs;
+                    keys.insert(jwk.kid.clone(), VerifyKey { key, validation });
+                }
+                Err(e) => warnings.push(e),
+            }
+        }
+        (TokenVerifier { keys }, warnings)
+    }
+
+    /// Whether `kid` is known.
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    /// The known kids.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
+    /// Reads the `kid` of a token without verifying anything.
+    pub fn peek_kid(token: &str) -> Result<String, VerifyError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        header
+            .kid
+            .ok_or_else(|| VerifyError::Malformed("no `kid` header".into()))
+    }
+
+    /// Verifies signature, algorithm, `typ`, issuer, audience, expiry and not-before.
+    pub fn verify<T: DeserializeOwned>(&self, token: &str) -> Result<Verified<T>, VerifyError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !typ_ok {
+            return Err(VerifyError::Malformed("`typ` must be at+jwt".into()));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| VerifyError::Malformed("no `kid` header".into()))?;
+        let key = self
+            .keys
+            .get(&kid)
+            .ok_or_else(|| VerifyError::UnknownKey(kid.clone()))?;
+        let data =
+            jsonwebtoken::decode::<T>(token, &key.key, &key.validation).map_err(|e| {
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => VerifyError::Expired,
+                    ErrorKind::InvalidToken
+                    | ErrorKind::Base64(_)
+                    | ErrorKind::Json(_)
+                    | ErrorKind::Utf8(_) => VerifyError::Malformed(e.to_string()),
+                    _ => VerifyError::Invalid(e.to_string()),
+                }
+            })?;
+        Ok(Verified {
+            kid,
+            claims: data.claims,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::material::generate;
+    use authstack_protocol::AccessClaims;
+    use chrono::Utc;
+
+    fn expect() -> Expectations {
+        Expectations {
+            issuer: "https://auth.example".into(),
+            audience: "authstack".into(),
+            leeway_secs: 5,
+        }
+    }
+
+    fn claims(exp_offset: i64) -> AccessClaims {
+        let now = Utc::now().timestamp();
+        AccessClaims {
+            iss: "https://auth.example".into(),
+            aud: "authstack".into(),
+            sub: "user-1".into(),
+            exp: now + exp_offset,
+            iat: now,
+            nbf: now,
+            jti: "j1".into(),
+            roles: vec!["user".into()],
+            sid: "s1".into(),
+        }
+    }
+
+    fn ring(alg: SigningAlgorithm) -> KeyRing {
+        KeyRing::with_active_key(generate(alg).unwrap(), Utc::now())
+    }
+
+    #[test]
+    fn every_algorithm_signs_and_verifies() {
+        for alg in [
+            SigningAlgorithm::EdDSA,
+            SigningAlgorithm::ES256,
+            SigningAlgorithm::RS256,
+        ] {
+            let ring = ring(alg);
+            let signer = TokenSigner::for_active_key(&ring).unwrap();
+            let token = signer.sign(&claims(60)).unwrap();
+            let (verifier, warnings) = TokenVerifier::new(&ring.key_set().keys, &expect());
+            assert!(warnings.is_empty(), "{warnings:?}");
+            let v = verifier.verify::<AccessClaims>(&token).unwrap();
+            assert_eq!(v.kid, signer.kid());
+            assert_eq!(v.claims.sub, "user-1");
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        }
+    }
+
+    #[test]
+    fn unknown_key_expired_wrong_audience_and_tampering_are_rejected() {
+        let ring_a = ring(SigningAlgorithm::EdDSA);
+        let ring_b = ring(SigningAlgorithm::EdDSA);
+        let signer_b = TokenSigner::for_active_key(&ring_b).unwrap();
+        let (verifier, _) = TokenVerifier::new(&ring_a.key_set().keys, &expect());
+        let foreign = signer_b.sign(&claims(60)).unwrap();
+        assert!(matches!(
+            verifier.verify::<AccessClaims>(&foreign),
+            Err(VerifyError::UnknownKey(_))
+        ));
+
+        let signer_a = TokenSigner::for_active_key(&ring_a).unwrap();
+        let expired = signer_a.sign(&claims(-60)).unwrap();
+        assert_eq!(
+            verifier.verify::<AccessClaims>(&expired).unwrap_err(),
+            VerifyError::Expired
+        );
+
+        let mut wrong_aud = claims(60);
+        wrong_aud.aud = "someone-else".into();
+        let token = signer_a.sign(&wrong_aud).unwrap();
+        assert!(matches!(
+            verifier.verify::<AccessClaims>(&token),
+            Err(VerifyError::Invalid(_))
+        ));
+
+        let good = signer_a.sign(&claims(60)).unwrap();
+        let mut parts: Vec<&str> = good.split('.').collect();
+        let forged_payload = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            serde_json::to_vec(&{
+                let mut c = claims(60);
+                c.roles = vec!["admin".into()];
+                c
+            })
+            .unwrap(),
+        );
+        parts[1] = &forged_payload;
+        let forged = parts.join(".");
+        assert!(matches!(
+            verifier.verify::<AccessClaims>(&forged),
+            Err(VerifyError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn alg_none_and_missing_typ_are_rejected() {
+        let ring = ring(SigningAlgorithm::EdDSA);
+        let (verifier, _) = TokenVerifier::new(&ring.key_set().keys, &expect());
+        let b64 = |v: &serde_json::Value| {
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                serde_json::to_vec(v).unwrap(),
+            )
+        };
+        let kid = &ring.keys[0].kid;
+        let none = format!(
+            "{}.{}.",
+            b64(&serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": kid})),
+            b64(&serde_json::to_value(claims(60)).unwrap())
+        );
+        assert!(matches!(
+            verifier.verify::<AccessClaims>(&none),
+            Err(VerifyError::Malformed(_))
+        ));
+        assert!(matches!(
+            verifier.verify::<AccessClaims>("garbage"),
+            Err(VerifyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_key_only_verifies_with_its_own_algorithm() {
+        // An ES256 token whose header claims the kid of an EdDSA key must not verify.
+        let ed = ring(SigningAlgorithm::EdDSA);
+        let es = ring(SigningAlgorithm::ES256);
+        let mut key = es.keys[0].clone();
+        key.kid = ed.keys[0].kid.clone();
+        let token = TokenSigner::new(&key).unwrap().sign(&claims(60)).unwrap();
+        let (verifier, _) = TokenVerifier::new(&ed.key_set().keys, &expect());
+        assert!(matches!(
+            verifier.verify::<AccessClaims>(&token),
+            Err(VerifyError::Invalid(_))
+        ));
+    }
+}

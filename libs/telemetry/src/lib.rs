@@ -1,0 +1,104 @@
+//! Logging and metrics set-up shared by every AuthStack binary.
+//!
+//! Logs go through `tracing`: human-readable text by default, one JSON object per line when
+//! `LOG_FORMAT=json` (what the container images set). `RUST_LOG` filters as usual.
+//! Metrics use the `metrics` facade with a Prometheus recorder; binaries serve
+//! [`Metrics::render`] on `/metrics`.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
+
+impl LogFormat {
+    /// Reads `LOG_FORMAT` (`json` or `text`; default text).
+    pub fn from_env() -> Self {
+        match std::env::var("LOG_FORMAT").as_deref() {
+            Ok("json") | Ok("JSON") => LogFormat::Json,
+            _ => LogFormat::Text,
+        }
+    }
+}
+
+/// Installs the global `tracing` subscriber. `default_filter` applies when `RUST_LOG` is unset.
+/// Calling it twice is harmless (the second call does nothing).
+pub fn init_tracing(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// A handle that renders the process's metrics in Prometheus text format.
+#[derive(Clone)]
+pub struct Metrics(PrometheusHandle);
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric recorded so far.
+    pub fn render(&self) -> String {
+        self.0.render()
+    }
+}
+
+/// Latency buckets (seconds) for request and reconcile durations: 0.5 ms to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the global Prometheus recorder once per process and returns its handle.
+///
+/// Metrics whose name ends in `_seconds` are histograms with [`LATENCY_BUCKETS`].
+pub fn metrics() -> Metrics {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    let handle = HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        match builder.install_recorder() {
+            Ok(handle) => handle,
+            // Another recorder is already installed (e.g. two apps in one test process):
+            // keep a private recorder so rendering still works.
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        }
+    });
+    Metrics(handle.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_metrics_are_rendered() {
+        let m = metrics();
+        metrics::counter!("telemetry_test_total", "kind" => "x").increment(3);
+        metrics::histogram!("telemetry_test_seconds").record(0.002);
+        let text = m.render();
+        assert!(
+            text.contains("telemetry_test_total{kind=\"x\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("telemetry_test_seconds_bucket{le=\"0.0025\"} 1"),
+            "{text}"
+        );
+        // A second call returns a handle to the same recorder.
+        assert!(metrics().render().contains("telemetry_test_total"));
+    }
+}

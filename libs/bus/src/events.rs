@@ -1,0 +1,258 @@
+//! Domain events on the topic exchange: a buffered publisher and a fan-out subscriber.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use authstack_protocol::Event;
+use futures::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::BusError;
+use crate::supervise::{connection_failed, supervise};
+
+async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), BusError> {
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Publishes domain events. Events are buffered in memory (bounded) while the broker is
+/// unreachable and published after reconnecting; [`EventPublisher::publish`] never blocks.
+#[derive(Clone)]
+pub struct EventPublisher {
+    tx: mpsc::Sender<Event>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl EventPublisher {
+    /// Starts the publisher's connection supervisor.
+    pub fn start(
+        url: String,
+        exchange: String,
+        connection_name: String,
+        buffer: usize,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(buffer.max(1));
+        let rx = Arc::new(tokio::sync::Mutex::new(Outbox { rx, retry: None }));
+        tokio::spawn(async move {
+            let exchange = Arc::new(exchange);
+            supervise(url, connection_name, shutdown.clone(), |conn| {
+                publish_session(conn, exchange.clone(), rx.clone(), shutdown.clone())
+            })
+            .await;
+        });
+        EventPublisher {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Queues an event for publication; drops it (and counts it) when the buffer is full.
+    pub fn publish(&self, event: Event) {
+        if self.tx.try_send(event).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("events_dropped_total").increment(1);
+        }
+    }
+
+    /// Events dropped because the buffer was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Events waiting for the broker, shared by successive sessions.
+struct Outbox {
+    rx: mpsc::Receiver<Event>,
+    /// An event whose publication failed; published first after reconnecting.
+    retry: Option<Event>,
+}
+
+async fn publish_session(
+    conn: Arc<Connection>,
+    exchange: Arc<String>,
+    outbox: Arc<tokio::sync::Mutex<Outbox>>,
+    shutdown: CancellationToken,
+) -> Result<(), BusError> {
+    let channel = conn.create_channel().await?;
+    declare_exchange(&channel, &exchange).await?;
+    let mut outbox = outbox.lock().await;
+    let failure = connection_failed(&conn);
+    tokio::pin!(failure);
+    loop {
+        let event = match outbox.retry.take() {
+            Some(event) => event,
+            None => tokio::select! {
+                _ = shutdown.cancelled() => {
+                    // Flush what is already queued, briefly.
+                    while let Ok(event) = outbox.rx.try_recv() {
+                        let _ = publish_one(&channel, &exchange, &event).await;
+                    }
+                    return Ok(());
+                }
+                e = &mut failure => return Err(e),
+                event = outbox.rx.recv() => match event {
+                    Some(e) => e,
+                    None => return Ok(()),
+                },
+            },
+        };
+        if let Err(e) = publish_one(&channel, &exchange, &event).await {
+            tracing::warn!(error = %e, kind = event.kind.routing_key(), "event publish failed; will retry after reconnecting");
+            outbox.retry = Some(event);
+            return Err(e);
+        }
+        metrics::counter!("events_published_total", "kind" => event.kind.routing_key())
+            .increment(1);
+    }
+}
+
+async fn publish_one(channel: &Channel, exchange: &str, event: &Event) -> Result<(), BusError> {
+    let body = serde_json::to_vec(event).map_err(|e| BusError::Lost(e.to_string()))?;
+    let props = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_message_id(event.id.to_string().into())
+        .with_delivery_mode(2);
+    let publish = async {
+        channel
+            .basic_publish(
+                exchange.into(),
+                event.kind.routing_key().into(),
+                BasicPublishOptions::default(),
+                &body,
+                props,
+            )
+            .await?
+            .await
+    };
+    tokio::time::timeout(Duration::from_secs(5), publish)
+        .await
+        .map_err(|_| BusError::Timeout("publishing an event"))??;
+    Ok(())
+}
+
+/// Receives domain events through an exclusive queue bound to the exchange and fans them out
+/// to in-process subscribers.
+#[derive(Clone)]
+pub struct EventSubscriber {
+    events: broadcast::Sender<Event>,
+    sessions: watch::Receiver<u64>,
+}
+
+impl EventSubscriber {
+    /// Starts the subscriber; `binding_keys` are topic patterns such as `#` or `keys.*`.
+    pub fn start(
+        url: String,
+        exchange: String,
+        binding_keys: Vec<String>,
+        connection_name: String,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        let (sessions_tx, sessions) = watch::channel(0u64);
+        let sender = events.clone();
+        tokio::spawn(async move {
+            let config = Arc::new((exchange, binding_keys));
+            let sessions_tx = Arc::new(sessions_tx);
+            supervise(url, connection_name, shutdown.clone(), |conn| {
+                subscribe_session(
+                    conn,
+                    config.clone(),
+                    sender.clone(),
+                    sessions_tx.clone(),
+                    shutdown.clone(),
+                )
+            })
+            .await;
+        });
+        EventSubscriber { events, sessions }
+    }
+
+    /// A receiver of every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Counts established broker sessions; it changes after every (re)connect, when events
+    /// may have been missed.
+    pub fn sessions(&self) -> watch::Receiver<u64> {
+        self.sessions.clone()
+    }
+}
+
+async fn subscribe_session(
+    conn: Arc<Connection>,
+    config: Arc<(String, Vec<String>)>,
+    events: broadcast::Sender<Event>,
+    sessions: Arc<watch::Sender<u64>>,
+    shutdown: CancellationToken,
+) -> Result<(), BusError> {
+    let (exchange, keys) = &*config;
+    let channel = conn.create_channel().await?;
+    declare_exchange(&channel, exchange).await?;
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions::exclusive().auto_delete(),
+            FieldTable::default(),
+        )
+        .await?;
+    for key in keys {
+        channel
+            .queue_bind(
+                queue.name().clone(),
+                exchange.as_str().into(),
+                key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    let mut consumer = channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    sessions.send_modify(|n| *n += 1);
+    let failure = connection_failed(&conn);
+    tokio::pin!(failure);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            e = &mut failure => return Err(e),
+            delivery = consumer.next() => match delivery {
+                Some(Ok(d)) => match serde_json::from_slice::<Event>(&d.data) {
+                    Ok(event) => { let _ = events.send(event); }
+                    Err(e) => tracing::warn!(error = %e, "ignoring an unreadable event"),
+                },
+                Some(Err(e)) => return Err(BusError::Amqp(e)),
+                None => return Err(BusError::Lost("event consumer cancelled".into())),
+            },
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The RPC client used by the gateway.
+//!
+//! Requests go to the durable RPC queue with `reply_to` = an exclusive, server-named queue of
+//! this process (RabbitMQ's advice for long-lived, high-rate requesters), a `correlation_id`,
+//! a `message_id` (the request id auth-svc uses to apply a redelivered request only once) and a
+//! per-message `expiration` equal to the caller's deadline, so a request nobody picked up in
+//! time is dropped by the broker instead of being processed late.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use authstack_protocol::rpc::{RpcReply, RpcRequest};
+use authstack_protocol::{ErrorBody, ErrorCode};
+use futures::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection};
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::BusError;
+use crate::supervise::{connection_failed, supervise};
+
+/// Header carrying the caller's deadline (milliseconds since the Unix epoch).
+pub const DEADLINE_HEADER: &str = "x-deadline-ms";
+
+/// Settings of an [`RpcClient`].
+#[derive(Debug, Clone)]
+pub struct RpcClientConfig {
+    /// AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub url: String,
+    /// The durable request queue auth-svc consumes.
+    pub queue: String,
+    /// Connection name shown in the broker's management UI.
+    pub connection_name: String,
+    /// How often to check that at least one auth-svc replica consumes the queue.
+    pub consumer_check_interval: Duration,
+}
+
+struct Live {
+    channel: Channel,
+    reply_queue: ShortString,
+}
+
+struct Inner {
+    config: RpcClientConfig,
+    live: RwLock<Option<Live>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
+    next_id: AtomicU64,
+    consumers_available: AtomicBool,
+    shutdown: CancellationToken,
+}
+
+/// A cheaply clonable RPC client; reconnects by itself.
+#[derive(Clone)]
+pub struct RpcClient {
+    inner: Arc<Inner>,
+}
+
+fn unavailable(message: &str) -> ErrorBody {
+    ErrorBody::new(ErrorCode::RpcUnavailable, message)
+}
+
+impl RpcClient {
+    /// Starts the client's connection supervisor. Calls fail with `rpc.unavailable` until the
+    /// first connection is up.
+    pub fn start(config: RpcClientConfig, shutdown: CancellationToken) -> Self {
+        let inner = Arc::new(Inner {
+            config,
+            live: RwLock::new(None),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            consumers_available: AtomicBool::new(false),
+            shutdown,
+        });
+        let client = RpcClient { inner };
+        let supervisor = client.clone();
+        tokio::spawn(async move {
+            let inner = supervisor.inner.clone();
+            supervise(
+                inner.config.url.clone(),
+                inner.config.connection_name.clone(),
+                inner.shutdown.clone(),
+                |conn| supervisor.clone().session(conn),
+            )
+            .await;
+        });
+        client
+    }
+
+    /// Whether the broker connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.inner.live.read().map(|l| l.is_some()).unwrap_or(false)
+    }
+
+    /// Whether at least one consumer (auth-svc replica) was seen on the request queue.
+    pub fn has_consumers(&self) -> bool {
+        self.inner.consumers_available.load(Ordering::Relaxed)
+    }
+
+    /// Number of calls waiting for a reply.
+    pub fn in_flight(&self) -> usize {
+        self.inner.pending.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    async fn session(self, conn: Arc<Connection>) -> Result<(), BusError> {
+        let inner = &self.inner;
+        let channel = conn.create_channel().await?;
+        channel
+            .queue_declare(
+                inner.config.queue.as_str().into(),
+                QueueDeclareOptions::durable(),
+                FieldTable::default(),
+            )
+            .await?;
+        let reply = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions::exclusive().auto_delete(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut replies = channel
+            .basic_consume(
+                reply.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    exclusive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let check_channel = conn.create_channel().await?;
+        if let Ok(mut live) = inner.live.write() {
+            *live = Some(Live {
+                channel,
+                reply_queue: reply.name().clone(),
+            });
+        }
+        let result = tokio::select! {
+            _ = inner.shutdown.cancelled() => Ok(()),
+            e = connection_failed(&conn) => Err(e),
+            e = self.check_consumers(check_channel) => Err(e),
+            e = async {
+                while let Some(delivery) = replies.next().await {
+                    match delivery {
+                        Ok(d) => self.route_reply(&d.properties, d.data),
+                        Err(e) => return BusError::Amqp(e),
+                    }
+                }
+                BusError::Lost("reply consumer cancelled".into())
+            } => Err(e),
+        };
+        if let Ok(mut live) = inner.live.write() {
+            *live = None;
+        }
+        // Every waiting call learns at once that its reply can no longer arrive.
+        if let Ok(mut pending) = inner.pending.lock() {
+            pending.clear();
+        }
+        inner.consumers_available.store(false, Ordering::Relaxed);
+        result
+    }
+
+    async fn check_consumers(&self, channel: Channel) -> BusError {
+        let queue: ShortString = self.inner.config.queue.as_str().into();
+        loop {
+            match channel
+                .queue_declare(
+                    queue.clone(),
+                    QueueDeclareOptions::durable(),
+                    FieldTable::default(),
+                )
+                .await
+            {
+                Ok(q) => {
+                    let available = q.consumer_count() > 0;
+                    let was = self
+                        .inner
+                        .consumers_available
+                        .swap(available, Ordering::Relaxed);
+                    if was != available {
+                        tracing::info!(
+                            consumers = q.consumer_count(),
+                            "auth-svc availability changed"
+                        );
+                    }
+                }
+                Err(e) => return BusError::Amqp(e),
+            }
+            tokio::time::sleep(self.inner.config.consumer_check_interval).await;
+        }
+    }
+
+    fn route_reply(&self, props: &BasicProperties, data: Vec<u8>) {
+        let id = props
+            .correlation_id()
+            .as_ref()
+            .and_then(|c| c.as_str().parse::<u64>().ok());
+        let Some(id) = id else {
+            tracing::warn!("reply without a usable correlation id dropped");
+            return;
+        };
+        let sender = self
+            .inner
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&id));
+        match sender {
+            Some(tx) => {
+                let _ = tx.send(data);
+            }
+            // The caller gave up (deadline) or this is a duplicate reply.
+            None => metrics::counter!("rpc_client_late_replies_total").increment(1),
+        }
+    }
+
+    /// Calls a method and waits at most `timeout` for the reply.
+    ///
+    /// Errors: `rpc.unavailable` when the broker or every auth-svc replica is down (at once,
+    /// no waiting), `rpc.timeout` after the deadline, `rpc.bad_response` for an unreadable
+    /// reply, or the method's own error.
+    pub async fn call(
+        &self,
+        request: &RpcRequest,
+        timeout: Duration,
+    ) -> Result<Box<RawValue>, ErrorBody> {
+        let started = Instant::now();
+        let result = self.call_inner(request, timeout).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code.as_str(),
+        };
+        metrics::histogram!("rpc_client_duration_seconds", "method" => request.method.clone())
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("rpc_client_calls_total", "method" => request.method.clone(), "outcome" => outcome)
+            .increment(1);
+        result
+    }
+
+    async fn call_inner(
+        &self,
+        request: &RpcRequest,
+        timeout: Duration,
+    ) -> Result<Box<RawValue>, ErrorBody> {
+        let start = Instant::now();
+        let inner = &self.inner;
+        let (channel, reply_queue) = {
+            let live = inner
+                .live
+                .read()
+                .map_err(|_| unavailable("RPC client state poisoned"))?;
+            match live.as_ref() {
+                Some(l) => (l.channel.clone(), l.reply_queue.clone()),
+                None => return Err(unavailable("the message broker is unreachable")),
+            }
+        };
+        if !inner.consumers_available.load(Ordering::Relaxed) {
+            return Err(unavailable("no auth-svc replica is available"));
+        }
+        let body = serde_json::to_vec(request)
+            .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("encoding request: {e}")))?;
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut pending) = inner.pending.lock() {
+            pending.insert(id, tx);
+        }
+        let deadline_ms = SystemTime::now()
+            .checked_add(timeout)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(i64::MAX);
+        let mut headers = FieldTable::default();
+        headers.insert(DEADLINE_HEADER.into(), AMQPValue::LongLongInt(deadline_ms));
+        let props = BasicProperties::default()
+            .with_correlation_id(id.to_string().into())
+            .with_reply_to(reply_queue)
+            .with_message_id(request.context.request_id.as_str().into())
+            .with_expiration(timeout.as_millis().max(1).to_string().into())
+            .with_content_type("application/json".into())
+            .with_delivery_mode(1)
+            .with_headers(headers);
+        let publish = async {
+            channel
+                .basic_publish(
+                    "".into(),
+                    inner.config.queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    props,
+                )
+                .await?
+                .await
+        };
+        let published = tokio::time::timeout(timeout, publish).await;
+        if !matches!(published, Ok(Ok(_))) {
+            self.forget(id);
+            return Err(match published {
+                Err(_) => ErrorBody::new(ErrorCode::RpcTimeout, "publishing the request timed out"),
+                _ => unavailable("could not publish the request to the broker"),
+            });
+        }
+        let remaining = timeout.saturating_sub(start.elapsed());
+        match tokio::time::timeout(remaining, rx).await {
+            Ok(Ok(data)) => match serde_json::from_slice::<RpcReply>(&data) {
+                Ok(reply) => reply.into_result(),
+                Err(e) => Err(ErrorBody::new(
+                    ErrorCode::RpcBadResponse,
+                    format!("auth-svc sent an unreadable reply: {e}"),
+                )),
+            },
+            Ok(Err(_)) => Err(unavailable("the connection to the broker was lost")),
+            Err(_) => {
+                self.forget(id);
+                Err(ErrorBody::new(
+                    ErrorCode::RpcTimeout,
+                    format!("auth-svc did not answer within {} ms", timeout.as_millis()),
+                ))
+            }
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        if let Ok(mut pending) = self.inner.pending.lock() {
+            pending.remove(&id);
+        }
+    }
+}

@@ -1,0 +1,43 @@
+#![allow(dead_code)]
+pub mod tcp_proxy;
+
+use lapin::options::QueueDeleteOptions;
+
+/// The real broker used by the tests.
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// The broker's TCP address.
+pub fn broker_addr() -> std::net::SocketAddr {
+    "127.0.0.1:5672".parse().unwrap()
+}
+
+/// A queue name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("test.{prefix}.{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Deletes a durable test queue.
+pub async fn delete_queue(name: &str) {
+    let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let _ = ch
+        .queue_delete(name.into(), QueueDeleteOptions::default())
+        .await;
+    let _ = conn.close(200, "bye".into()).await;
+}
+
+/// Polls `f` until it returns true or `secs` elapse.
+pub async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    f()
+}

@@ -1,0 +1,77 @@
+//! A loopback TCP proxy whose connections a test can cut, to simulate a broker that drops
+//! connections or goes away, without disturbing anything else using the real broker.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// A running proxy to one upstream address.
+pub struct TcpProxy {
+    addr: SocketAddr,
+    down: Arc<AtomicBool>,
+    epoch: watch::Sender<u64>,
+}
+
+impl TcpProxy {
+    /// Listens on an ephemeral loopback port and forwards to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> TcpProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let down = Arc::new(AtomicBool::new(false));
+        let (epoch, _) = watch::channel(0u64);
+        let proxy = TcpProxy {
+            addr,
+            down: down.clone(),
+            epoch: epoch.clone(),
+        };
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                if down.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let mut cut = epoch.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let mut client = client;
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        proxy
+    }
+
+    /// The address clients should connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// An AMQP URL through this proxy.
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@{}/%2f", self.addr)
+    }
+
+    /// Drops every open connection (clients see the socket close).
+    pub fn cut(&self) {
+        self.epoch.send_modify(|e| *e += 1);
+    }
+
+    /// While down, existing connections are cut and new ones closed at once.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        if down {
+            self.cut();
+        }
+    }
+}

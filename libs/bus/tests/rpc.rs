@@ -1,0 +1,300 @@
+//! RPC client and server against the real RabbitMQ broker.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use authstack_bus::{
+    CancellationToken, IncomingCall, RpcClient, RpcClientConfig, RpcHandler, RpcServer,
+    RpcServerConfig,
+};
+use authstack_protocol::ErrorCode;
+use authstack_protocol::rpc::{Call, CallContext, RpcReply, RpcRequest};
+use common::tcp_proxy::TcpProxy;
+use common::*;
+
+/// Answers `{"server": id, "method": ..., "request_id": ...}` after an optional delay.
+struct Echo {
+    id: usize,
+    delay: Duration,
+    handled: AtomicUsize,
+}
+
+impl RpcHandler for Echo {
+    async fn handle(&self, call: IncomingCall) -> RpcReply {
+        tokio::time::sleep(self.delay).await;
+        self.handled.fetch_add(1, Ordering::SeqCst);
+        RpcReply::ok(&serde_json::json!({
+            "server": self.id,
+            "method": call.request.method,
+            "request_id": call.request_id,
+        }))
+    }
+}
+
+fn echo(id: usize, delay_ms: u64) -> Arc<Echo> {
+    Arc::new(Echo {
+        id,
+        delay: Duration::from_millis(delay_ms),
+        handled: AtomicUsize::new(0),
+    })
+}
+
+fn server(url: &str, queue: &str, handler: Arc<Echo>, shutdown: &CancellationToken) -> RpcServer {
+    let (server, run) = RpcServer::start(
+        RpcServerConfig {
+            url: url.into(),
+            queue: queue.into(),
+            connection_name: "test-server".into(),
+            prefetch: 16,
+        },
+        handler,
+        shutdown.clone(),
+    );
+    tokio::spawn(run);
+    server
+}
+
+fn client(url: &str, queue: &str, shutdown: &CancellationToken) -> RpcClient {
+    RpcClient::start(
+        RpcClientConfig {
+            url: url.into(),
+            queue: queue.into(),
+            connection_name: "test-client".into(),
+            consumer_check_interval: Duration::from_millis(100),
+        },
+        shutdown.clone(),
+    )
+}
+
+fn request(id: &str) -> RpcRequest {
+    RpcRequest::new(
+        &Call::GetMe,
+        CallContext {
+            request_id: id.into(),
+            ..Default::default()
+        },
+    )
+}
+
+async fn ready(client: &RpcClient) {
+    assert!(
+        eventually(10, || client.is_connected() && client.has_consumers()).await,
+        "client never became ready"
+    );
+}
+
+#[tokio::test]
+async fn calls_are_answered_and_spread_over_replicas() {
+    let queue = unique("rpc");
+    let shutdown = CancellationToken::new();
+    let (a, b) = (echo(1, 2), echo(2, 2));
+    server(&amqp_url(), &queue, a.clone(), &shutdown);
+    server(&amqp_url(), &queue, b.clone(), &shutdown);
+    let client = client(&amqp_url(), &queue, &shutdown);
+    ready(&client).await;
+
+    let calls = (0..200).map(|i| {
+        let client = client.clone();
+        async move {
+            client
+                .call(&request(&format!("req-{i}")), Duration::from_secs(5))
+                .await
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    for (i, r) in results.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(r.as_ref().unwrap().get()).unwrap();
+        assert_eq!(v["method"], "users.get_me");
+        assert_eq!(
+            v["request_id"],
+            format!("req-{i}"),
+            "reply routed to the wrong caller"
+        );
+    }
+    let (na, nb) = (
+        a.handled.load(Ordering::SeqCst),
+        b.handled.load(Ordering::SeqCst),
+    );
+    assert_eq!(na + nb, 200);
+    assert!(
+        na > 20 && nb > 20,
+        "both replicas must share the queue: {na} / {nb}"
+    );
+    assert_eq!(client.in_flight(), 0);
+    shutdown.cancel();
+    delete_queue(&queue).await;
+}
+
+#[tokio::test]
+async fn slow_replies_time_out_and_expired_requests_are_not_processed() {
+    let queue = unique("rpc");
+    let shutdown = CancellationToken::new();
+    let slow = echo(1, 400);
+    server(&amqp_url(), &queue, slow.clone(), &shutdown);
+    let client = client(&amqp_url(), &queue, &shutdown);
+    ready(&client).await;
+
+    let started = Instant::now();
+    let err = client
+        .call(&request("slow"), Duration::from_millis(150))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::RpcTimeout);
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "timeout must honour the deadline"
+    );
+    assert_eq!(client.in_flight(), 0, "timed-out calls must not leak");
+
+    // While the single consumer is busy (prefetch 16, but each takes 400 ms), requests whose
+    // deadline passes in the queue are dropped by the broker or skipped by the server.
+    let burst = (0..40).map(|i| {
+        let client = client.clone();
+        async move {
+            client
+                .call(&request(&format!("b{i}")), Duration::from_millis(100))
+                .await
+        }
+    });
+    let results = futures::future::join_all(burst).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().unwrap_err().code == ErrorCode::RpcTimeout)
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let handled = slow.handled.load(Ordering::SeqCst);
+    assert!(
+        handled < 41,
+        "expired requests were processed anyway: {handled}"
+    );
+    shutdown.cancel();
+    delete_queue(&queue).await;
+}
+
+#[tokio::test]
+async fn no_consumer_and_no_broker_fail_fast_with_unavailable() {
+    let queue = unique("rpc");
+    let shutdown = CancellationToken::new();
+    let client = client(&amqp_url(), &queue, &shutdown);
+    assert!(eventually(10, || client.is_connected()).await);
+    let started = Instant::now();
+    let err = client
+        .call(&request("x"), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::RpcUnavailable, "{err:?}");
+    assert!(started.elapsed() < Duration::from_millis(100));
+
+    let unreachable = RpcClient::start(
+        RpcClientConfig {
+            url: "amqp://guest:guest@127.0.0.1:1/%2f".into(),
+            queue: queue.clone(),
+            connection_name: "nowhere".into(),
+            consumer_check_interval: Duration::from_millis(100),
+        },
+        shutdown.clone(),
+    );
+    let started = Instant::now();
+    let err = unreachable
+        .call(&request("y"), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::RpcUnavailable);
+    assert!(started.elapsed() < Duration::from_millis(100));
+    shutdown.cancel();
+    delete_queue(&queue).await;
+}
+
+#[tokio::test]
+async fn both_sides_recover_after_the_broker_connection_drops() {
+    let queue = unique("rpc");
+    let shutdown = CancellationToken::new();
+    let proxy = TcpProxy::start(broker_addr()).await;
+    let handler = echo(1, 0);
+    let srv = server(&proxy.amqp_url(), &queue, handler.clone(), &shutdown);
+    let client = client(&proxy.amqp_url(), &queue, &shutdown);
+    ready(&client).await;
+    client
+        .call(&request("before"), Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    proxy.set_down(true);
+    assert!(eventually(5, || !client.is_connected() && !srv.is_consuming()).await);
+    let started = Instant::now();
+    let err = client
+        .call(&request("during"), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::RpcUnavailable);
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "must fail fast while the broker is down"
+    );
+
+    proxy.set_down(false);
+    ready(&client).await;
+    assert!(eventually(10, || srv.is_consuming()).await);
+    let v = client
+        .call(&request("after"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(v.get().contains("after"));
+
+    // A sudden cut (no graceful close) is survived as well.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ready(&client).await;
+    client
+        .call(&request("after-cut"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    shutdown.cancel();
+    delete_queue(&queue).await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let queue = unique("rpc");
+    let server_shutdown = CancellationToken::new();
+    let client_shutdown = CancellationToken::new();
+    let handler = echo(1, 300);
+    let (_, run) = RpcServer::start(
+        RpcServerConfig {
+            url: amqp_url(),
+            queue: queue.clone(),
+            connection_name: "graceful".into(),
+            prefetch: 8,
+        },
+        handler.clone(),
+        server_shutdown.clone(),
+    );
+    let server_task = tokio::spawn(run);
+    let client = client(&amqp_url(), &queue, &client_shutdown);
+    ready(&client).await;
+    let calls: Vec<_> = (0..5)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .call(&request(&format!("g{i}")), Duration::from_secs(5))
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server_shutdown.cancel();
+    for call in calls {
+        assert!(
+            call.await.unwrap().is_ok(),
+            "in-flight request lost during shutdown"
+        );
+    }
+    server_task.await.unwrap();
+    client_shutdown.cancel();
+    delete_queue(&queue).await;
+}

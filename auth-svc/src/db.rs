@@ -1,0 +1,59 @@
+//! PostgreSQL: the pool and the embedded migrations.
+//!
+//! Migrations are compiled into the binary and run at start-up under sqlx's advisory lock, so
+//! two replicas starting at once apply them exactly once.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::SqlSafeStr;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+/// The schema everything lives in.
+pub const SCHEMA: &str = "auth";
+
+fn migrator() -> Migrator {
+    let migrations = vec![Migration::new(
+        1,
+        Cow::Borrowed("init"),
+        MigrationType::Simple,
+        include_str!("../migrations/0001_init.sql").into_sql_str(),
+        false,
+    )];
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        create_schemas: Cow::Borrowed(&[Cow::Borrowed(SCHEMA)]),
+        table_name: Cow::Borrowed("auth._sqlx_migrations"),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// Connects (retrying for up to `wait` while the database is starting) and migrates.
+pub async fn connect_and_migrate(
+    url: &str,
+    max_connections: u32,
+    wait: Duration,
+) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    let options = options.application_name("auth-svc");
+    let deadline = tokio::time::Instant::now() + wait;
+    let pool = loop {
+        let attempt = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await;
+        match attempt {
+            Ok(pool) => break pool,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    migrator().run(&pool).await.map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+    Ok(pool)
+}

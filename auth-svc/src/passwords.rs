@@ -1,0 +1,168 @@
+//! Password hashing with argon2id, off the async runtime and never oversubscribing the CPUs.
+
+use std::sync::Arc;
+
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use tokio::sync::Semaphore;
+
+/// Errors of the hasher.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// argon2 rejected its parameters or input.
+    #[error("argon2: {0}")]
+    Argon2(String),
+    /// The hashing task could not run.
+    #[error("hashing task failed: {0}")]
+    Task(String),
+}
+
+/// The outcome of checking a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Wrong password (or no such account).
+    Mismatch,
+    /// Right password; the stored hash uses the current parameters.
+    Match,
+    /// Right password; here is a new hash with the current parameters to store.
+    MatchRehashed(String),
+}
+
+/// Hashes and verifies passwords on the blocking pool, at most `concurrency` at a time.
+#[derive(Clone)]
+pub struct PasswordHasherPool {
+    params: Params,
+    permits: Arc<Semaphore>,
+    /// A hash of a random password with the current parameters, verified against when the
+    /// account does not exist, so unknown accounts cost the same time as known ones.
+    dummy_hash: Arc<String>,
+}
+
+impl PasswordHasherPool {
+    /// Creates the pool; fails on parameters argon2 refuses.
+    pub fn new(
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+        concurrency: usize,
+    ) -> Result<Self, HashError> {
+        let params = Params::new(memory_kib, iterations, parallelism, None)
+            .map_err(|e| HashError::Argon2(e.to_string()))?;
+        let dummy = hash_with(&params, uuid::Uuid::new_v4().as_bytes())?;
+        Ok(PasswordHasherPool {
+            params,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            dummy_hash: Arc::new(dummy),
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError::Task(e.to_string()))?;
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|e| HashError::Task(e.to_string()))
+    }
+
+    /// Hashes a new password into a PHC string.
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        let params = self.params.clone();
+        self.run(move || hash_with(&params, password.as_bytes()))
+            .await?
+    }
+
+    /// Verifies `password` against `stored` (or against the dummy hash when `stored` is
+    /// `None`, which always yields [`Verification::Mismatch`] after the same amount of work).
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<Verification, HashError> {
+        let params = self.params.clone();
+        let dummy = self.dummy_hash.clone();
+        self.run(move || {
+            let known = stored.is_some();
+            let hash = stored.unwrap_or_else(|| dummy.as_str().to_owned());
+            let parsed =
+                PasswordHash::new(&hash).map_err(|e| HashError::Argon2(e.to_string()))?;
+            let stored_params = Params::try_from(&parsed).ok();
+            let ok = argon2_for(&params)
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok();
+            if !ok || !known {
+                return Ok(Verification::Mismatch);
+            }
+            let current = stored_params.is_some_and(|p| {
+                p.m_cost() == params.m_cost()
+                    && p.t_cost() == params.t_cost()
+                    && p.p_cost() == params.p_cost()
+            }) && parsed.algorithm.as_str() == "argon2id";
+            if current {
+                Ok(Verification::Match)
+            } else {
+                hash_with(&params, password.as_bytes()).map(Verification::MatchRehashed)
+            }
+        })
+        .await?
+    }
+}
+
+fn argon2_for(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+fn hash_with(params: &Params, password: &[u8]) -> Result<String, HashError> {
+    argon2_for(params)
+        .hash_password(password)
+        .map(|h| h.to_string())
+        .map_err(|e| HashError::Argon2(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(m: u32, t: u32) -> PasswordHasherPool {
+        PasswordHasherPool::new(m, t, 1, 2).unwrap()
+    }
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_phc_strings_that_verify() {
+        let p = pool(19_456, 2);
+        let hash = p.hash("correct horse".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert_eq!(
+            p.verify("correct horse".into(), Some(hash.clone())).await.unwrap(),
+            Verification::Match
+        );
+        assert_eq!(
+            p.verify("wrong".into(), Some(hash)).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_accounts_never_match() {
+        let p = pool(8_192, 1);
+        assert_eq!(
+            p.verify("anything".into(), None).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn changed_parameters_trigger_a_rehash_on_login() {
+        let old = pool(8_192, 1);
+        let hash = old.hash("pw-pw-pw-pw".into()).await.unwrap();
+        let new = pool(19_456, 2);
+        match new.verify("pw-pw-pw-pw".into(), Some(hash)).await.unwrap() {
+            Verification::MatchRehashed(h) => assert!(h.contains("m=19456,t=2,p=1"), "{h}"),
+            other => panic!("expected a rehash, got {other:?}"),
+        }
+    }
+}

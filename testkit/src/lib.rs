@@ -23,6 +23,9 @@
 //! # }
 //! ```
 //!
+//! [`tcp_proxy::TcpProxy`] is also here: a loopback proxy whose connections a test can cut, to
+//! simulate a message broker that drops connections or goes away.
+//!
 //! Notes for tests:
 //! - Namespaces `default`, `kube-system`, `kube-public` and `kube-node-lease` exist; other
 //!   namespaces must be created before use (404 otherwise), as on a real cluster.
@@ -45,6 +48,7 @@ mod ssa;
 mod status;
 mod store;
 mod table;
+pub mod tcp_proxy;
 mod validation;
 mod watch;
 

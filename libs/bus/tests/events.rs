@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use authstack_bus::{CancellationToken, EventPublisher, EventSubscriber};
 use authstack_protocol::{Event, EventKind};
-use common::tcp_proxy::TcpProxy;
+use authstack_testkit::tcp_proxy::TcpProxy;
 use common::*;
 
 #[tokio::test]
 async fn events_reach_subscribers_by_topic_and_survive_reconnects() {
     let exchange = unique("events");
     let shutdown = CancellationToken::new();
-    let proxy = TcpProxy::start(broker_addr()).await;
+    let proxy = TcpProxy::start(broker_addr()).await.unwrap();
     let all = EventSubscriber::start(
         amqp_url(),
         exchange.clone(),

@@ -12,7 +12,7 @@ use authstack_bus::{
 };
 use authstack_protocol::ErrorCode;
 use authstack_protocol::rpc::{Call, CallContext, RpcReply, RpcRequest};
-use common::tcp_proxy::TcpProxy;
+use authstack_testkit::tcp_proxy::TcpProxy;
 use common::*;
 
 /// Answers `{"server": id, "method": ..., "request_id": ...}` after an optional delay.
@@ -213,7 +213,7 @@ async fn no_consumer_and_no_broker_fail_fast_with_unavailable() {
 async fn both_sides_recover_after_the_broker_connection_drops() {
     let queue = unique("rpc");
     let shutdown = CancellationToken::new();
-    let proxy = TcpProxy::start(broker_addr()).await;
+    let proxy = TcpProxy::start(broker_addr()).await.unwrap();
     let handler = echo(1, 0);
     let srv = server(&proxy.amqp_url(), &queue, handler.clone(), &shutdown);
     let client = client(&proxy.amqp_url(), &queue, &shutdown);

@@ -28,6 +28,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// A state conflict, e.g. a request that was already processed (`common.conflict`, 409).
     Conflict,
+    /// The path exists but not with this HTTP method (`common.method_not_allowed`, 405).
+    MethodNotAllowed,
     /// auth-svc did not answer before the deadline (`rpc.timeout`, 504).
     RpcTimeout,
     /// auth-svc answered something the gateway could not understand (`rpc.bad_response`, 502).
@@ -42,7 +44,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::InvalidCredentials,
         ErrorCode::TokenExpired,
         ErrorCode::InvalidToken,
@@ -53,6 +55,7 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::PayloadTooLarge,
         ErrorCode::Conflict,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::RpcTimeout,
         ErrorCode::RpcBadResponse,
         ErrorCode::RpcUnavailable,
@@ -73,6 +76,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "common.not_found",
             ErrorCode::PayloadTooLarge => "common.payload_too_large",
             ErrorCode::Conflict => "common.conflict",
+            ErrorCode::MethodNotAllowed => "common.method_not_allowed",
             ErrorCode::RpcTimeout => "rpc.timeout",
             ErrorCode::RpcBadResponse => "rpc.bad_response",
             ErrorCode::RpcUnavailable => "rpc.unavailable",
@@ -98,6 +102,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::UserExists | ErrorCode::Conflict => 409,
             ErrorCode::AccountLocked => 429,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::ValidationFailed => 400,
             ErrorCode::NotFound => 404,
             ErrorCode::PayloadTooLarge => 413,

@@ -1,5 +1,4 @@
 #![allow(dead_code)]
-pub mod tcp_proxy;
 
 use lapin::options::QueueDeleteOptions;
 

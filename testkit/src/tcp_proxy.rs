@@ -17,9 +17,9 @@ pub struct TcpProxy {
 
 impl TcpProxy {
     /// Listens on an ephemeral loopback port and forwards to `upstream`.
-    pub async fn start(upstream: SocketAddr) -> TcpProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let addr = listener.local_addr().expect("proxy addr");
+    pub async fn start(upstream: SocketAddr) -> std::io::Result<TcpProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
         let down = Arc::new(AtomicBool::new(false));
         let (epoch, _) = watch::channel(0u64);
         let proxy = TcpProxy {
@@ -49,7 +49,7 @@ impl TcpProxy {
                 });
             }
         });
-        proxy
+        Ok(proxy)
     }
 
     /// The address clients should connect to.

@@ -1,0 +1,139 @@
+//! Per-request plumbing: request ids, client addresses, error rendering and HTTP metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use authstack_protocol::{ErrorBody, ErrorCode};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::error;
+use crate::state::AppState;
+
+/// Response and request header carrying the request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Request id and client address of the current request.
+#[derive(Clone, Debug, Default)]
+pub struct RequestContext {
+    /// The request id (from a sane incoming `X-Request-Id`, or generated).
+    pub request_id: Arc<str>,
+    /// The client's address.
+    pub client_ip: Option<String>,
+}
+
+impl RequestContext {
+    /// The context the outer middleware stored in the request.
+    pub fn from_parts(parts: &Parts) -> Self {
+        parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Generates request ids: a random per-process prefix and a counter (cheap, unique).
+pub struct RequestIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds {
+            prefix: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+            next: AtomicU64::new(1),
+        }
+    }
+}
+
+impl RequestIds {
+    fn next(&self) -> String {
+        format!(
+            "{}-{:x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+fn incoming_request_id(req: &Request) -> Option<String> {
+    let v = req.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    let sane = !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    sane.then(|| v.to_owned())
+}
+
+fn client_ip(req: &Request, trust_forwarded_for: bool) -> Option<String> {
+    if trust_forwarded_for
+        && let Some(last) = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').map(str::trim).find(|s| !s.is_empty()))
+        && last.parse::<std::net::IpAddr>().is_ok()
+    {
+        return Some(last.to_owned());
+    }
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+}
+
+/// The outermost layer: assigns the request id, renders [`ErrorBody`] responses as JSON.
+pub async fn request_context(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let request_id: Arc<str> = incoming_request_id(&req)
+        .unwrap_or_else(|| state.request_ids.next())
+        .into();
+    let client_ip = client_ip(&req, state.config.trust_forwarded_for);
+    req.extensions_mut().insert(RequestContext {
+        request_id: request_id.clone(),
+        client_ip,
+    });
+    let mut response = next.run(req).await;
+    let body = response.extensions_mut().remove::<ErrorBody>();
+    if let Some(body) = body {
+        response = error::render(&body, &request_id);
+    } else if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        response = error::render(
+            &ErrorBody::new(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this path",
+            ),
+            &request_id,
+        );
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}
+
+/// Route-level layer: request counts and latency per route template.
+pub async fn http_metrics(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("http_request_duration_seconds", "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("http_requests_total", "method" => method, "route" => route, "status" => status)
+        .increment(1);
+    response
+}

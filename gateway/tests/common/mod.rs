@@ -1,0 +1,416 @@
+//! Black-box test harness: real PostgreSQL (a fresh database per test), real RabbitMQ (queue
+//! and exchange names per test), auth-svc replicas and the gateway started in-process on
+//! ephemeral ports, driven over real HTTP.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use auth_svc::Application as AuthSvc;
+use authstack_bus::CancellationToken;
+use authstack_keyring::layout::write_atomic;
+use authstack_keyring::material::generate;
+use authstack_keyring::{KEYRING_FILE, KeyRing, SigningAlgorithm};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor, PgConnection};
+
+/// The real broker.
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// The broker's TCP address (for proxies).
+pub fn broker_addr() -> SocketAddr {
+    "127.0.0.1:5672".parse().unwrap()
+}
+
+/// Server-level PostgreSQL URL used to create and drop test databases.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn database_url(name: &str) -> String {
+    let admin = postgres_admin_url();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
+/// Knobs a test may turn.
+#[derive(Clone)]
+pub struct Options {
+    /// auth-svc replicas.
+    pub replicas: usize,
+    /// AMQP URL for auth-svc and the gateway (e.g. through a proxy).
+    pub amqp_url: String,
+    /// Gateway RPC deadline.
+    pub rpc_timeout_ms: u64,
+    /// Account lockout threshold.
+    pub lockout_threshold: u32,
+    /// Lockout duration in seconds.
+    pub lockout_duration: u64,
+    /// Refresh reuse grace in seconds.
+    pub reuse_grace: u64,
+    /// Signing algorithm of the key ring.
+    pub algorithm: SigningAlgorithm,
+    /// Gateway body limit.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            replicas: 2,
+            amqp_url: amqp_url(),
+            rpc_timeout_ms: 5000,
+            lockout_threshold: 5,
+            lockout_duration: 60,
+            reuse_grace: 0,
+            algorithm: SigningAlgorithm::EdDSA,
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// One auth-svc replica running in this process.
+pub struct Replica {
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+    pub health: SocketAddr,
+}
+
+/// A running platform.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub database: String,
+    pub database_url: String,
+    pub key_dir: tempfile::TempDir,
+    pub ring: KeyRing,
+    pub queue: String,
+    pub exchange: String,
+    pub options: Options,
+    pub replicas: Vec<Replica>,
+    pub gateway_shutdown: CancellationToken,
+    pub gateway: gateway::state::AppState,
+}
+
+/// The response of a request: status, headers and JSON body (Null when empty).
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The `error.code` of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// Asserts an error response of the given status and code, with the request id echoed.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.code(), code, "body: {}", self.body);
+        let rid = self
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(!rid.is_empty(), "missing x-request-id");
+        assert_eq!(
+            self.body["error"]["request_id"], rid,
+            "request id must be in the body"
+        );
+        assert!(
+            self.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+}
+
+pub fn write_ring(dir: &std::path::Path, ring: &KeyRing) {
+    write_atomic(
+        dir,
+        &BTreeMap::from([(KEYRING_FILE.to_string(), ring.to_json())]),
+    )
+    .unwrap();
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> TestApp {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let database = format!("authstack_test_{}", &id[..16]);
+        let mut admin = PgConnection::connect(&postgres_admin_url())
+            .await
+            .expect("postgres reachable");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+            .await
+            .unwrap();
+        admin.close().await.ok();
+        let database_url = database_url(&database);
+        let key_dir = tempfile::tempdir().unwrap();
+        let ring =
+            KeyRing::with_active_key(generate(options.algorithm).unwrap(), chrono::Utc::now());
+        write_ring(key_dir.path(), &ring);
+        let queue = format!("test.rpc.{id}");
+        let exchange = format!("test.events.{id}");
+        let gateway_shutdown = CancellationToken::new();
+
+        // The gateway first, so its port (and so the issuer) is known.
+        let mut gw_config = gateway::Config::with_defaults();
+        gw_config.listen = "127.0.0.1:0".parse().unwrap();
+        gw_config.amqp_url = options.amqp_url.clone();
+        gw_config.rpc_queue = queue.clone();
+        gw_config.events_exchange = exchange.clone();
+        gw_config.rpc_timeout_ms = options.rpc_timeout_ms;
+        gw_config.max_body_bytes = options.max_body_bytes;
+        gw_config.issuer = "http://authstack.test".into();
+        gw_config.unknown_kid_refresh_ms = 200;
+        let gw = gateway::Application::build(gw_config, gateway_shutdown.clone())
+            .await
+            .unwrap();
+        let base = format!("http://{}", gw.addr());
+        let state = gw.state();
+        tokio::spawn(async move {
+            let _ = gw.run_until_stopped().await;
+        });
+
+        let mut app = TestApp {
+            base,
+            http: reqwest::Client::new(),
+            database,
+            database_url,
+            key_dir,
+            ring,
+            queue,
+            exchange,
+            options: options.clone(),
+            replicas: Vec::new(),
+            gateway_shutdown,
+            gateway: state,
+        };
+        for i in 0..options.replicas {
+            app.add_replica(&format!("auth-svc-{i}")).await;
+        }
+        app.wait_ready().await;
+        app
+    }
+
+    pub fn auth_config(&self, name: &str) -> auth_svc::Config {
+        let mut c =
+            auth_svc::Config::with_defaults(&self.database_url, self.key_dir.path().to_path_buf());
+        c.amqp_url = self.options.amqp_url.clone();
+        c.rpc_queue = self.queue.clone();
+        c.events_exchange = self.exchange.clone();
+        c.issuer = "http://authstack.test".into();
+        c.http_listen = "127.0.0.1:0".parse().unwrap();
+        c.lockout_threshold = self.options.lockout_threshold;
+        c.lockout_duration = self.options.lockout_duration;
+        c.refresh_reuse_grace = self.options.reuse_grace;
+        c.key_poll_ms = 200;
+        c.instance_name = name.into();
+        c.db_max_connections = 8;
+        c
+    }
+
+    /// Starts one more auth-svc replica.
+    pub async fn add_replica(&mut self, name: &str) {
+        let shutdown = CancellationToken::new();
+        let svc = AuthSvc::build(self.auth_config(name), shutdown.clone())
+            .await
+            .unwrap();
+        let health = svc.http_addr();
+        let task = tokio::spawn(svc.run_until_stopped());
+        self.replicas.push(Replica {
+            shutdown,
+            task,
+            health,
+        });
+    }
+
+    /// Stops replica `i` gracefully and waits for it.
+    pub async fn stop_replica(&mut self, i: usize) {
+        let r = self.replicas.remove(i);
+        r.shutdown.cancel();
+        let _ = r.task.await;
+    }
+
+    /// Waits until the gateway is ready and sees an auth-svc consumer.
+    pub async fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = self
+                .http
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false);
+            if ready && (self.replicas.is_empty() || self.gateway.rpc.has_consumers()) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "platform did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends a request with an optional JSON body and bearer token.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> Reply {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        Reply::from(res).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> Reply {
+        self.send(Method::POST, path, Some(body), token).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(Method::GET, path, None, token).await
+    }
+
+    /// Registers `name` (email `name@example.com`) with `password`; asserts 201.
+    pub async fn register(&self, name: &str, password: &str) -> Value {
+        let r = self
+            .post(
+                "/api/v1/auth/register",
+                json!({"email": format!("{name}@example.com"), "username": name, "password": password}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "register {name}: {}", r.body);
+        r.body
+    }
+
+    /// Logs in; asserts 200 and returns the token pair.
+    pub async fn login(&self, login: &str, password: &str) -> Value {
+        let r = self
+            .post(
+                "/api/v1/auth/login",
+                json!({"login": login, "password": password}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "login {login}: {}", r.body);
+        r.body
+    }
+
+    /// Registers and logs in a user; returns (account, access token, refresh token).
+    pub async fn user(&self, name: &str) -> (Value, String, String) {
+        let account = self.register(name, "correct horse battery").await;
+        let pair = self.login(name, "correct horse battery").await;
+        (
+            account,
+            pair["access_token"].as_str().unwrap().to_owned(),
+            pair["refresh_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// A user with the admin role (granted the way an operator would, then logged in again).
+    pub async fn admin(&self, name: &str) -> (Value, String) {
+        let account = self.register(name, "correct horse battery").await;
+        let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+        auth_svc::admin::grant_role(&pool, name, "admin")
+            .await
+            .unwrap()
+            .unwrap();
+        pool.close().await;
+        let pair = self.login(name, "correct horse battery").await;
+        (account, pair["access_token"].as_str().unwrap().to_owned())
+    }
+
+    /// A pool on the test database.
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.database_url).await.unwrap()
+    }
+
+    /// Stops everything and drops the database and the RPC queue.
+    pub async fn teardown(mut self) {
+        while !self.replicas.is_empty() {
+            self.stop_replica(0).await;
+        }
+        self.gateway_shutdown.cancel();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Ok(mut admin) = PgConnection::connect(&postgres_admin_url()).await {
+            let _ = admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.database
+                )))
+                .await;
+        }
+        if let Ok(conn) =
+            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await
+        {
+            if let Ok(ch) = conn.create_channel().await {
+                let _ = ch
+                    .queue_delete(self.queue.as_str().into(), Default::default())
+                    .await;
+                let _ = ch
+                    .exchange_delete(self.exchange.as_str().into(), Default::default())
+                    .await;
+            }
+            let _ = conn.close(200, "bye".into()).await;
+        }
+    }
+}
+
+impl Reply {
+    pub async fn from(res: reqwest::Response) -> Reply {
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+/// Signs arbitrary claims with the active key of `ring` (to forge expired tokens and the like).
+pub fn sign_with(ring: &KeyRing, claims: &Value) -> String {
+    authstack_keyring::jwt::TokenSigner::for_active_key(ring)
+        .unwrap()
+        .sign(claims)
+        .unwrap()
+}
+
+pub fn key_dir_path(app: &TestApp) -> PathBuf {
+    app.key_dir.path().to_path_buf()
+}

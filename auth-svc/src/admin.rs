@@ -4,7 +4,11 @@ use authstack_protocol::model::ROLE_ADMIN;
 use sqlx::PgPool;
 
 /// Adds `role` to the account whose email or user name is `login`; returns its id.
-pub async fn grant_role(pool: &PgPool, login: &str, role: &str) -> Result<Option<uuid::Uuid>, sqlx::Error> {
+pub async fn grant_role(
+    pool: &PgPool,
+    login: &str,
+    role: &str,
+) -> Result<Option<uuid::Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE auth.accounts
             SET roles = (SELECT array_agg(DISTINCT r ORDER BY r) FROM unnest(roles || $2::text) AS r),

@@ -6,8 +6,8 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 /// The schema everything lives in.
@@ -54,6 +54,9 @@ pub async fn connect_and_migrate(
             Err(e) => return Err(e),
         }
     };
-    migrator().run(&pool).await.map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
+    migrator()
+        .run(&pool)
+        .await
+        .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;
     Ok(pool)
 }

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use authstack_bus::RpcServer;
 use authstack_telemetry::Metrics;
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
 use sqlx::PgPool;
 
 #[derive(Clone)]
@@ -22,7 +22,10 @@ pub fn router(pool: PgPool, server: RpcServer, metrics: Metrics) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(|State(p): State<Probe>| async move { p.metrics.render() }))
+        .route(
+            "/metrics",
+            get(|State(p): State<Probe>| async move { p.metrics.render() }),
+        )
         .with_state(Probe {
             pool,
             server,
@@ -34,11 +37,21 @@ pub fn router(pool: PgPool, server: RpcServer, metrics: Metrics) -> Router {
 /// server starts consuming).
 async fn ready(State(p): State<Probe>) -> (StatusCode, String) {
     if !p.server.is_consuming() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not consuming RPC requests".into());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not consuming RPC requests".into(),
+        );
     }
-    let db = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&p.pool)).await;
+    let db = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(&p.pool),
+    )
+    .await;
     match db {
         Ok(Ok(_)) => (StatusCode::OK, "ready".into()),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable".into()),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database unavailable".into(),
+        ),
     }
 }

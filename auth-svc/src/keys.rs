@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use authstack_bus::EventPublisher;
+use authstack_keyring::KeyRing;
 use authstack_keyring::jwt::TokenSigner;
 use authstack_keyring::watch::{self, WatchOptions};
-use authstack_keyring::KeyRing;
 use authstack_protocol::model::KeySet;
 use authstack_protocol::{Event, EventKind};
 use tokio::sync::watch as tokio_watch;
@@ -48,7 +48,11 @@ impl KeyStore {
     ) -> Result<Self, authstack_keyring::KeyringError> {
         let initial = watch::load_when_ready(&dir, options.poll_interval).await;
         let first = Arc::new(ActiveKeys::from_ring(&initial.0)?);
-        tracing::info!(generation = first.generation, kid = first.signer.kid(), "key ring loaded");
+        tracing::info!(
+            generation = first.generation,
+            kid = first.signer.kid(),
+            "key ring loaded"
+        );
         let (tx, current) = tokio_watch::channel(first.clone());
         announce(&events, &first);
         let mut rings = watch::spawn(dir, initial, options);
@@ -58,12 +62,18 @@ impl KeyStore {
                 match ActiveKeys::from_ring(&ring) {
                     Ok(keys) => {
                         let keys = Arc::new(keys);
-                        tracing::info!(generation = keys.generation, kid = keys.signer.kid(), "now signing with the new key ring");
+                        tracing::info!(
+                            generation = keys.generation,
+                            kid = keys.signer.kid(),
+                            "now signing with the new key ring"
+                        );
                         metrics::counter!("key_ring_reloads_total").increment(1);
                         tx.send_replace(keys.clone());
                         announce(&events, &keys);
                     }
-                    Err(e) => tracing::error!(error = %e, "new key ring unusable; still signing with the previous one"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "new key ring unusable; still signing with the previous one")
+                    }
                 }
             }
         });

@@ -32,14 +32,22 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    authstack_telemetry::init_tracing(authstack_telemetry::LogFormat::from_env(), "info,sqlx=warn,lapin=warn");
+    authstack_telemetry::init_tracing(
+        authstack_telemetry::LogFormat::from_env(),
+        "info,sqlx=warn,lapin=warn",
+    );
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
         Command::GrantRole { login, role } => {
             if !authstack_protocol::validate::is_valid_role(&role) {
                 anyhow::bail!("invalid role `{role}`");
             }
-            let pool = auth_svc::db::connect_and_migrate(&cli.config.database_url, 1, std::time::Duration::from_secs(10)).await?;
+            let pool = auth_svc::db::connect_and_migrate(
+                &cli.config.database_url,
+                1,
+                std::time::Duration::from_secs(10),
+            )
+            .await?;
             match auth_svc::admin::grant_role(&pool, &login, &role).await? {
                 Some(id) => println!("granted `{role}` to {login} ({id})"),
                 None => anyhow::bail!("no account with email or user name `{login}`"),
@@ -67,13 +75,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -88,8 +88,7 @@ impl PasswordHasherPool {
         self.run(move || {
             let known = stored.is_some();
             let hash = stored.unwrap_or_else(|| dummy.as_str().to_owned());
-            let parsed =
-                PasswordHash::new(&hash).map_err(|e| HashError::Argon2(e.to_string()))?;
+            let parsed = PasswordHash::new(&hash).map_err(|e| HashError::Argon2(e.to_string()))?;
             let stored_params = Params::try_from(&parsed).ok();
             let ok = argon2_for(&params)
                 .verify_password(password.as_bytes(), &parsed)
@@ -135,9 +134,14 @@ mod tests {
     async fn hashes_are_argon2id_phc_strings_that_verify() {
         let p = pool(19_456, 2);
         let hash = p.hash("correct horse".into()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert_eq!(
-            p.verify("correct horse".into(), Some(hash.clone())).await.unwrap(),
+            p.verify("correct horse".into(), Some(hash.clone()))
+                .await
+                .unwrap(),
             Verification::Match
         );
         assert_eq!(

@@ -40,6 +40,7 @@ mod http;
 mod openapi;
 mod ops;
 mod patch;
+pub mod postgres;
 mod resources;
 mod schema;
 mod selectors;

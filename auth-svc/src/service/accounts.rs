@@ -5,12 +5,14 @@ use authstack_protocol::rpc::{
     AccessCheckParams, AccessDecision, AdminUpdateParams, ListUsersParams, RegisterParams,
     RpcReply, UpdateMeParams,
 };
-use authstack_protocol::{validate, Account, ErrorCode, Event, EventKind};
+use authstack_protocol::{Account, ErrorCode, Event, EventKind, validate};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::sessions::revoke_sessions;
-use super::{account_columns, conflict_as_user_exists, fail, AccountRow, AuthService, Request, ServiceError};
+use super::{
+    AccountRow, AuthService, Request, ServiceError, account_columns, conflict_as_user_exists, fail,
+};
 
 fn not_found() -> ServiceError {
     fail(ErrorCode::NotFound, "account not found")
@@ -26,7 +28,11 @@ fn display_name_change(v: &Option<String>) -> (bool, Option<String>) {
 }
 
 impl AuthService {
-    pub(super) async fn register(&self, p: RegisterParams, req: Request<'_>) -> Result<RpcReply, ServiceError> {
+    pub(super) async fn register(
+        &self,
+        p: RegisterParams,
+        req: Request<'_>,
+    ) -> Result<RpcReply, ServiceError> {
         validate::register(&p)?;
         let hash = self.hasher.hash(p.password.0).await?;
         let id = Uuid::new_v4();
@@ -53,7 +59,15 @@ impl AuthService {
             Some(id),
             json!({ "username": account.username }),
         );
-        self.finish(tx, req, "auth.register", RpcReply::ok(&account), true, vec![event]).await
+        self.finish(
+            tx,
+            req,
+            "auth.register",
+            RpcReply::ok(&account),
+            true,
+            vec![event],
+        )
+        .await
     }
 
     pub(super) async fn get_me(&self, req: Request<'_>) -> Result<RpcReply, ServiceError> {
@@ -61,7 +75,11 @@ impl AuthService {
         Ok(RpcReply::ok(&Account::from(row)))
     }
 
-    pub(super) async fn update_me(&self, p: UpdateMeParams, req: Request<'_>) -> Result<RpcReply, ServiceError> {
+    pub(super) async fn update_me(
+        &self,
+        p: UpdateMeParams,
+        req: Request<'_>,
+    ) -> Result<RpcReply, ServiceError> {
         validate::update_me(&p)?;
         let caller = self.active_caller(req.ctx).await?;
         let (set_name, name) = display_name_change(&p.display_name);
@@ -91,9 +109,20 @@ impl AuthService {
         .into_iter()
         .flatten()
         .collect();
-        let event = Event::now(EventKind::AccountUpdated, Some(caller.id), json!({ "fields": fields }));
-        self.finish(tx, req, "users.update_me", RpcReply::ok(&Account::from(row)), true, vec![event])
-            .await
+        let event = Event::now(
+            EventKind::AccountUpdated,
+            Some(caller.id),
+            json!({ "fields": fields }),
+        );
+        self.finish(
+            tx,
+            req,
+            "users.update_me",
+            RpcReply::ok(&Account::from(row)),
+            true,
+            vec![event],
+        )
+        .await
     }
 
     pub(super) async fn delete_me(&self, req: Request<'_>) -> Result<RpcReply, ServiceError> {
@@ -119,7 +148,8 @@ impl AuthService {
             return Err(not_found());
         }
         let event = Event::now(EventKind::AccountDeleted, Some(id), json!({ "by": by }));
-        self.finish(tx, req, method, RpcReply::ok(&()), true, vec![event]).await
+        self.finish(tx, req, method, RpcReply::ok(&()), true, vec![event])
+            .await
     }
 
     /// The caller, who must currently hold the admin role (checked against the database, not
@@ -132,7 +162,11 @@ impl AuthService {
         Ok(caller)
     }
 
-    pub(super) async fn list_users(&self, p: ListUsersParams, req: Request<'_>) -> Result<RpcReply, ServiceError> {
+    pub(super) async fn list_users(
+        &self,
+        p: ListUsersParams,
+        req: Request<'_>,
+    ) -> Result<RpcReply, ServiceError> {
         validate::list_users(&p)?;
         self.require_admin(req).await?;
         let limit = p.limit.unwrap_or(50);
@@ -157,7 +191,11 @@ impl AuthService {
         }))
     }
 
-    pub(super) async fn get_user(&self, id: Uuid, req: Request<'_>) -> Result<RpcReply, ServiceError> {
+    pub(super) async fn get_user(
+        &self,
+        id: Uuid,
+        req: Request<'_>,
+    ) -> Result<RpcReply, ServiceError> {
         self.require_admin(req).await?;
         let row: Option<AccountRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -167,14 +205,22 @@ impl AuthService {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| RpcReply::ok(&Account::from(r))).ok_or_else(not_found)
+        row.map(|r| RpcReply::ok(&Account::from(r)))
+            .ok_or_else(not_found)
     }
 
-    pub(super) async fn update_user(&self, p: AdminUpdateParams, req: Request<'_>) -> Result<RpcReply, ServiceError> {
+    pub(super) async fn update_user(
+        &self,
+        p: AdminUpdateParams,
+        req: Request<'_>,
+    ) -> Result<RpcReply, ServiceError> {
         validate::admin_update(&p.update)?;
         let admin = self.require_admin(req).await?;
         let u = &p.update;
-        let demotes_self = u.roles.as_ref().is_some_and(|r| !r.iter().any(|x| x == ROLE_ADMIN));
+        let demotes_self = u
+            .roles
+            .as_ref()
+            .is_some_and(|r| !r.iter().any(|x| x == ROLE_ADMIN));
         if p.id == admin.id && (u.disabled == Some(true) || demotes_self) {
             return Err(fail(
                 ErrorCode::Forbidden,
@@ -228,10 +274,22 @@ impl AuthService {
                 json!({ "reason": "account_disabled", "tokens": revoked }),
             ));
         }
-        self.finish(tx, req, "users.update", RpcReply::ok(&Account::from(row)), true, events).await
+        self.finish(
+            tx,
+            req,
+            "users.update",
+            RpcReply::ok(&Account::from(row)),
+            true,
+            events,
+        )
+        .await
     }
 
-    pub(super) async fn delete_user(&self, id: Uuid, req: Request<'_>) -> Result<RpcReply, ServiceError> {
+    pub(super) async fn delete_user(
+        &self,
+        id: Uuid,
+        req: Request<'_>,
+    ) -> Result<RpcReply, ServiceError> {
         let admin = self.require_admin(req).await?;
         if id == admin.id {
             return Err(fail(
@@ -239,10 +297,15 @@ impl AuthService {
                 "administrators delete their own account with DELETE /api/v1/users/me",
             ));
         }
-        self.delete_account(id, Some(admin.id), req, "users.delete").await
+        self.delete_account(id, Some(admin.id), req, "users.delete")
+            .await
     }
 
-    pub(super) async fn check_access(&self, p: AccessCheckParams, req: Request<'_>) -> Result<RpcReply, ServiceError> {
+    pub(super) async fn check_access(
+        &self,
+        p: AccessCheckParams,
+        req: Request<'_>,
+    ) -> Result<RpcReply, ServiceError> {
         validate::access_check(&p)?;
         let allowed = match self.active_caller(req.ctx).await {
             Ok(caller) => self.policy.allows(&caller.roles, &p.method, &p.path),

@@ -1,10 +1,11 @@
 //! The authentication service: one method per RPC call.
 //!
-//! Every state change runs in one PostgreSQL transaction that also records the request id in
-//! `auth.processed_requests`. If a redelivered request arrives, that insert conflicts, the
-//! transaction rolls back, and the reply stored the first time is returned instead: a request is
-//! never applied twice. Replies that carry fresh credentials (login, refresh) are not stored;
-//! their replay answers `common.conflict`.
+//! Every state change runs in one PostgreSQL transaction that also records the request id (the
+//! AMQP `message_id`, unique per call) in `auth.processed_requests`. A redelivered request is
+//! looked up first; if a concurrent first delivery is still running, the final insert conflicts,
+//! the transaction rolls back, and the reply stored the first time is returned instead: a
+//! request is never applied twice. Replies that carry fresh credentials (login, refresh) are not
+//! stored; their replay answers `common.conflict`.
 
 mod accounts;
 mod sessions;
@@ -169,7 +170,10 @@ impl AuthService {
         ctx: &CallContext,
         request_id: &str,
     ) -> Result<RpcReply, ServiceError> {
-        let req = Request { ctx, id: request_id };
+        let req = Request {
+            ctx,
+            id: request_id,
+        };
         match call {
             Call::Register(p) => self.register(p, req).await,
             Call::Login(p) => self.login(p, req).await,
@@ -230,20 +234,32 @@ impl AuthService {
     }
 
     async fn replay(&self, request_id: &str) -> Result<RpcReply, ServiceError> {
-        let stored: Option<Option<sqlx::types::Json<serde_json::Value>>> = sqlx::query_scalar(
-            "SELECT reply FROM auth.processed_requests WHERE request_id = $1",
-        )
-        .bind(request_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        match stored.flatten() {
-            Some(value) => serde_json::from_str::<RpcReply>(&value.0.to_string())
-                .map_err(|e| ServiceError::Signing(format!("stored reply unreadable: {e}"))),
-            None => Err(fail(
+        Ok(self.recorded(request_id).await?.unwrap_or_else(|| {
+            RpcReply::Error(ErrorBody::new(
+                ErrorCode::Conflict,
+                "request already being processed",
+            ))
+        }))
+    }
+
+    /// The reply of a request id that was already applied, if it was.
+    async fn recorded(&self, request_id: &str) -> Result<Option<RpcReply>, ServiceError> {
+        let stored: Option<Option<sqlx::types::Json<serde_json::Value>>> =
+            sqlx::query_scalar("SELECT reply FROM auth.processed_requests WHERE request_id = $1")
+                .bind(request_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match stored {
+            None => None,
+            Some(Some(value)) => Some(
+                serde_json::from_str::<RpcReply>(&value.0.to_string())
+                    .map_err(|e| ServiceError::Signing(format!("stored reply unreadable: {e}")))?,
+            ),
+            Some(None) => Some(RpcReply::Error(ErrorBody::new(
                 ErrorCode::Conflict,
                 "this request was already processed; send a new request",
-            )),
-        }
+            ))),
+        })
     }
 
     /// The authenticated caller's id.
@@ -253,7 +269,10 @@ impl AuthService {
     }
 
     /// The caller's account, which must exist and be enabled.
-    pub(crate) async fn active_caller(&self, ctx: &CallContext) -> Result<AccountRow, ServiceError> {
+    pub(crate) async fn active_caller(
+        &self,
+        ctx: &CallContext,
+    ) -> Result<AccountRow, ServiceError> {
         let id = Self::caller(ctx)?;
         let row: Option<AccountRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -295,17 +314,35 @@ pub(crate) struct Request<'a> {
 }
 
 impl RpcHandler for AuthService {
+    /// Decodes and dispatches a call. A redelivered mutation (its first delivery may have been
+    /// applied by a replica that died before acknowledging it) is first looked up by request id.
+    /// A failed mutation is looked up too: another delivery of the same message may have
+    /// committed meanwhile (either one can win the race), and its reply is the true answer.
     async fn handle(&self, call: IncomingCall) -> RpcReply {
         let decoded = match call.request.decode() {
             Ok(c) => c,
             Err(e) => return RpcReply::Error(e),
         };
+        let guarded = decoded.is_mutation() && !call.request_id.is_empty();
+        if guarded
+            && call.redelivered
+            && let Ok(Some(reply)) = self.recorded(&call.request_id).await
+        {
+            metrics::counter!("rpc_replayed_requests_total").increment(1);
+            return reply;
+        }
         match self
             .dispatch(decoded, &call.request.context, &call.request_id)
             .await
         {
             Ok(reply) => reply,
-            Err(e) => RpcReply::Error(e.into_body()),
+            Err(e) => {
+                if guarded && let Ok(Some(reply)) = self.recorded(&call.request_id).await {
+                    metrics::counter!("rpc_replayed_requests_total").increment(1);
+                    return reply;
+                }
+                RpcReply::Error(e.into_body())
+            }
         }
     }
 }

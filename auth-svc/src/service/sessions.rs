@@ -1,13 +1,13 @@
 //! Login, refresh-token rotation with reuse detection, logout and password changes.
 
 use authstack_protocol::rpc::{ChangePasswordParams, LoginParams, RefreshTokenParams, RpcReply};
-use authstack_protocol::{validate, ErrorBody, ErrorCode, Event, EventKind, TokenPair};
+use authstack_protocol::{ErrorBody, ErrorCode, Event, EventKind, TokenPair, validate};
 use chrono::Utc;
 use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{fail, AuthService, Request, ServiceError};
+use super::{AuthService, Request, ServiceError, fail};
 use crate::passwords::Verification;
 use crate::throttle::{self, ThrottleKey};
 use crate::tokens;
@@ -64,7 +64,8 @@ impl AuthService {
             family,
             Utc::now().timestamp(),
         );
-        let access = tokens::sign(&self.keys.current().signer, &claims).map_err(ServiceError::Signing)?;
+        let access =
+            tokens::sign(&self.keys.current().signer, &claims).map_err(ServiceError::Signing)?;
         Ok((
             TokenPair {
                 access_token: access,
@@ -85,16 +86,28 @@ impl AuthService {
         keys
     }
 
-    async fn refuse_if_locked(&self, keys: &[ThrottleKey], account: Option<Uuid>) -> Result<(), ServiceError> {
+    async fn refuse_if_locked(
+        &self,
+        keys: &[ThrottleKey],
+        account: Option<Uuid>,
+    ) -> Result<(), ServiceError> {
         if let Some(secs) = throttle::locked_for(&self.pool, keys).await? {
             metrics::counter!("logins_total", "outcome" => "locked").increment(1);
-            self.events.publish(Event::now(EventKind::AccountLocked, account, json!({ "retry_after_secs": secs })));
+            self.events.publish(Event::now(
+                EventKind::AccountLocked,
+                account,
+                json!({ "retry_after_secs": secs }),
+            ));
             return Err(ServiceError::Client(ErrorBody::locked(secs)));
         }
         Ok(())
     }
 
-    pub(super) async fn login(&self, p: LoginParams, req: Request<'_>) -> Result<RpcReply, ServiceError> {
+    pub(super) async fn login(
+        &self,
+        p: LoginParams,
+        req: Request<'_>,
+    ) -> Result<RpcReply, ServiceError> {
         validate::login(&p)?;
         let login = p.login.trim().to_lowercase();
         // User names cannot contain '@' and emails must, so at most one account matches.
@@ -107,9 +120,12 @@ impl AuthService {
         .bind(&login)
         .fetch_optional(&self.pool)
         .await?;
-        let subject = row.as_ref().map_or_else(|| format!("login:{login}"), |r| r.id.to_string());
+        let subject = row
+            .as_ref()
+            .map_or_else(|| format!("login:{login}"), |r| r.id.to_string());
         let keys = self.throttle_keys(&subject, req.ctx.client_ip.as_ref());
-        self.refuse_if_locked(&keys, row.as_ref().map(|r| r.id)).await?;
+        self.refuse_if_locked(&keys, row.as_ref().map(|r| r.id))
+            .await?;
 
         // Unknown accounts are verified against a dummy hash: same cost, same answer.
         let stored = row.as_ref().map(|r| r.password_hash.clone());
@@ -138,13 +154,31 @@ impl AuthService {
             metrics::counter!("password_rehashes_total").increment(1);
         }
         let session = Uuid::new_v4();
-        let (pair, _) = self.issue_tokens(&mut tx, row.id, &row.roles, session).await?;
+        let (pair, _) = self
+            .issue_tokens(&mut tx, row.id, &row.roles, session)
+            .await?;
         metrics::counter!("logins_total", "outcome" => "ok").increment(1);
-        let event = Event::now(EventKind::AccountLoggedIn, Some(row.id), json!({ "session_id": session }));
-        self.finish(tx, req, "auth.login", RpcReply::ok(&pair), false, vec![event]).await
+        let event = Event::now(
+            EventKind::AccountLoggedIn,
+            Some(row.id),
+            json!({ "session_id": session }),
+        );
+        self.finish(
+            tx,
+            req,
+            "auth.login",
+            RpcReply::ok(&pair),
+            false,
+            vec![event],
+        )
+        .await
     }
 
-    pub(super) async fn refresh(&self, p: RefreshTokenParams, req: Request<'_>) -> Result<RpcReply, ServiceError> {
+    pub(super) async fn refresh(
+        &self,
+        p: RefreshTokenParams,
+        req: Request<'_>,
+    ) -> Result<RpcReply, ServiceError> {
         validate::refresh_token(&p)?;
         let hash = tokens::hash_refresh_token(p.refresh_token.expose());
         let mut tx = self.pool.begin().await?;
@@ -165,7 +199,10 @@ impl AuthService {
             return Err(fail(ErrorCode::InvalidToken, "unknown refresh token"));
         };
         if token.revoked {
-            return Err(fail(ErrorCode::InvalidToken, "this session has been revoked"));
+            return Err(fail(
+                ErrorCode::InvalidToken,
+                "this session has been revoked",
+            ));
         }
         if token.expired {
             return Err(fail(ErrorCode::TokenExpired, "refresh token expired"));
@@ -191,7 +228,9 @@ impl AuthService {
                 ErrorCode::InvalidToken,
                 "refresh token reuse detected; the session has been revoked",
             ));
-            return self.finish(tx, req, "auth.refresh", reply, true, vec![event]).await;
+            return self
+                .finish(tx, req, "auth.refresh", reply, true, vec![event])
+                .await;
         }
         let account: Option<(Vec<String>, bool)> =
             sqlx::query_as("SELECT roles, disabled FROM auth.accounts WHERE id = $1")
@@ -203,20 +242,36 @@ impl AuthService {
             Some((roles, false)) => roles,
             None => return Err(fail(ErrorCode::InvalidToken, "unknown refresh token")),
         };
-        let (pair, new_id) = self.issue_tokens(&mut tx, token.account_id, &roles, token.family_id).await?;
+        let (pair, new_id) = self
+            .issue_tokens(&mut tx, token.account_id, &roles, token.family_id)
+            .await?;
         if !token.used {
-            sqlx::query("UPDATE auth.refresh_tokens SET used_at = now(), replaced_by = $2 WHERE id = $1")
-                .bind(token.id)
-                .bind(new_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE auth.refresh_tokens SET used_at = now(), replaced_by = $2 WHERE id = $1",
+            )
+            .bind(token.id)
+            .bind(new_id)
+            .execute(&mut *tx)
+            .await?;
         } else {
             metrics::counter!("refresh_grace_reuse_total").increment(1);
         }
-        self.finish(tx, req, "auth.refresh", RpcReply::ok(&pair), false, Vec::new()).await
+        self.finish(
+            tx,
+            req,
+            "auth.refresh",
+            RpcReply::ok(&pair),
+            false,
+            Vec::new(),
+        )
+        .await
     }
 
-    pub(super) async fn logout(&self, p: RefreshTokenParams, req: Request<'_>) -> Result<RpcReply, ServiceError> {
+    pub(super) async fn logout(
+        &self,
+        p: RefreshTokenParams,
+        req: Request<'_>,
+    ) -> Result<RpcReply, ServiceError> {
         validate::refresh_token(&p)?;
         let account = Self::caller(req.ctx)?;
         let mut tx = self.pool.begin().await?;
@@ -232,11 +287,16 @@ impl AuthService {
         .await?
         .rows_affected();
         let events = if revoked > 0 {
-            vec![Event::now(EventKind::AccountLoggedOut, Some(account), json!({}))]
+            vec![Event::now(
+                EventKind::AccountLoggedOut,
+                Some(account),
+                json!({}),
+            )]
         } else {
             Vec::new()
         };
-        self.finish(tx, req, "auth.logout", RpcReply::ok(&()), true, events).await
+        self.finish(tx, req, "auth.logout", RpcReply::ok(&()), true, events)
+            .await
     }
 
     pub(super) async fn logout_all(&self, req: Request<'_>) -> Result<RpcReply, ServiceError> {
@@ -248,10 +308,22 @@ impl AuthService {
             Some(account),
             json!({ "reason": "logout_all", "tokens": revoked }),
         );
-        self.finish(tx, req, "auth.logout_all", RpcReply::ok(&()), true, vec![event]).await
+        self.finish(
+            tx,
+            req,
+            "auth.logout_all",
+            RpcReply::ok(&()),
+            true,
+            vec![event],
+        )
+        .await
     }
 
-    pub(super) async fn change_password(&self, p: ChangePasswordParams, req: Request<'_>) -> Result<RpcReply, ServiceError> {
+    pub(super) async fn change_password(
+        &self,
+        p: ChangePasswordParams,
+        req: Request<'_>,
+    ) -> Result<RpcReply, ServiceError> {
         validate::change_password(&p)?;
         let caller = self.active_caller(req.ctx).await?;
         let keys = self.throttle_keys(&caller.id.to_string(), req.ctx.client_ip.as_ref());
@@ -263,7 +335,10 @@ impl AuthService {
                 .await?;
         if self.hasher.verify(p.current_password.0, stored).await? == Verification::Mismatch {
             throttle::record_failure(&self.pool, &self.settings.throttle, &keys).await?;
-            return Err(fail(ErrorCode::InvalidCredentials, "current password is wrong"));
+            return Err(fail(
+                ErrorCode::InvalidCredentials,
+                "current password is wrong",
+            ));
         }
         let new_hash = self.hasher.hash(p.new_password.0).await?;
         let mut tx = self.pool.begin().await?;
@@ -272,16 +347,29 @@ impl AuthService {
             .bind(new_hash)
             .execute(&mut *tx)
             .await?;
-        let revoked = revoke_sessions(&mut tx, caller.id, req.ctx.session_id, "password_changed").await?;
+        let revoked =
+            revoke_sessions(&mut tx, caller.id, req.ctx.session_id, "password_changed").await?;
         let events = vec![
-            Event::now(EventKind::AccountUpdated, Some(caller.id), json!({ "fields": ["password"] })),
+            Event::now(
+                EventKind::AccountUpdated,
+                Some(caller.id),
+                json!({ "fields": ["password"] }),
+            ),
             Event::now(
                 EventKind::SessionRevoked,
                 Some(caller.id),
                 json!({ "reason": "password_changed", "tokens": revoked }),
             ),
         ];
-        self.finish(tx, req, "users.change_password", RpcReply::ok(&()), true, events).await
+        self.finish(
+            tx,
+            req,
+            "users.change_password",
+            RpcReply::ok(&()),
+            true,
+            events,
+        )
+        .await
     }
 }
 

@@ -13,9 +13,9 @@ use authstack_bus::CancellationToken;
 use authstack_keyring::layout::write_atomic;
 use authstack_keyring::material::generate;
 use authstack_keyring::{KEYRING_FILE, KeyRing, SigningAlgorithm};
+use authstack_testkit::postgres::TestDatabase;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sqlx::{Connection, Executor, PgConnection};
 
 /// The real broker.
 pub fn amqp_url() -> String {
@@ -25,18 +25,6 @@ pub fn amqp_url() -> String {
 /// The broker's TCP address (for proxies).
 pub fn broker_addr() -> SocketAddr {
     "127.0.0.1:5672".parse().unwrap()
-}
-
-/// Server-level PostgreSQL URL used to create and drop test databases.
-pub fn postgres_admin_url() -> String {
-    std::env::var("TEST_DATABASE_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn database_url(name: &str) -> String {
-    let admin = postgres_admin_url();
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    format!("{base}/{name}")
 }
 
 /// Knobs a test may turn.
@@ -86,7 +74,7 @@ pub struct Replica {
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
-    pub database: String,
+    pub database: TestDatabase,
     pub database_url: String,
     pub key_dir: tempfile::TempDir,
     pub ring: KeyRing,
@@ -148,16 +136,8 @@ impl TestApp {
 
     pub async fn spawn_with(options: Options) -> TestApp {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let database = format!("authstack_test_{}", &id[..16]);
-        let mut admin = PgConnection::connect(&postgres_admin_url())
-            .await
-            .expect("postgres reachable");
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-            .await
-            .unwrap();
-        admin.close().await.ok();
-        let database_url = database_url(&database);
+        let database = TestDatabase::create().await.expect("postgres reachable");
+        let database_url = database.url.clone();
         let key_dir = tempfile::tempdir().unwrap();
         let ring =
             KeyRing::with_active_key(generate(options.algorithm).unwrap(), chrono::Utc::now());
@@ -360,14 +340,7 @@ impl TestApp {
         }
         self.gateway_shutdown.cancel();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Ok(mut admin) = PgConnection::connect(&postgres_admin_url()).await {
-            let _ = admin
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.database
-                )))
-                .await;
-        }
+        let _ = self.database.drop_database().await;
         if let Ok(conn) =
             lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await
         {

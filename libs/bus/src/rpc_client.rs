@@ -2,7 +2,8 @@
 //!
 //! Requests go to the durable RPC queue with `reply_to` = an exclusive, server-named queue of
 //! this process (RabbitMQ's advice for long-lived, high-rate requesters), a `correlation_id`,
-//! a `message_id` (the request id auth-svc uses to apply a redelivered request only once) and a
+//! a `message_id` unique to the call (auth-svc uses it to apply a redelivered request only
+//! once) and a
 //! per-message `expiration` equal to the caller's deadline, so a request nobody picked up in
 //! time is dropped by the broker instead of being processed late.
 
@@ -50,6 +51,8 @@ struct Inner {
     live: RwLock<Option<Live>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
     next_id: AtomicU64,
+    /// Random per-process prefix of message ids, so ids are unique across gateways.
+    id_prefix: String,
     consumers_available: AtomicBool,
     shutdown: CancellationToken,
 }
@@ -73,6 +76,7 @@ impl RpcClient {
             live: RwLock::new(None),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            id_prefix: uuid::Uuid::new_v4().simple().to_string(),
             consumers_available: AtomicBool::new(false),
             shutdown,
         });
@@ -281,7 +285,9 @@ impl RpcClient {
         let props = BasicProperties::default()
             .with_correlation_id(id.to_string().into())
             .with_reply_to(reply_queue)
-            .with_message_id(request.context.request_id.as_str().into())
+            // The idempotency key of this call: unique per call and never client-controlled
+            // (the client's X-Request-Id travels in the context, for tracing only).
+            .with_message_id(format!("{}-{id}", inner.id_prefix).into())
             .with_expiration(timeout.as_millis().max(1).to_string().into())
             .with_content_type("application/json".into())
             .with_delivery_mode(1)

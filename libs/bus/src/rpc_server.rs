@@ -33,7 +33,7 @@ use crate::supervise::{connection_failed, supervise};
 pub struct IncomingCall {
     /// The decoded envelope.
     pub request: RpcRequest,
-    /// The request id (AMQP `message_id`, falling back to the context's id).
+    /// The idempotency key of the call (AMQP `message_id`; empty if the sender set none).
     pub request_id: String,
     /// Whether the broker delivered this message before (a replica died or disconnected).
     pub redelivered: bool,
@@ -196,8 +196,7 @@ async fn process<H: RpcHandler>(channel: Channel, handler: Arc<H>, delivery: Del
                     .message_id()
                     .as_ref()
                     .map(|m| m.as_str().to_owned())
-                    .filter(|m| !m.is_empty())
-                    .unwrap_or_else(|| request.context.request_id.clone());
+                    .unwrap_or_default();
                 handler
                     .handle(IncomingCall {
                         request,

@@ -29,7 +29,8 @@ impl RpcHandler for Echo {
         RpcReply::ok(&serde_json::json!({
             "server": self.id,
             "method": call.request.method,
-            "request_id": call.request_id,
+            "request_id": call.request.context.request_id,
+            "message_id": call.request_id,
         }))
     }
 }

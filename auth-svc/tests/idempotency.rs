@@ -1,0 +1,159 @@
+//! A redelivered RPC request is applied once, against the real PostgreSQL server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_svc::keys::KeyStore;
+use auth_svc::passwords::PasswordHasherPool;
+use auth_svc::policy::Policy;
+use auth_svc::service::{AuthService, ServiceSettings};
+use auth_svc::throttle::ThrottlePolicy;
+use auth_svc::tokens::AccessTokenSettings;
+use authstack_bus::{CancellationToken, EventPublisher, IncomingCall, RpcHandler};
+use authstack_keyring::material::generate;
+use authstack_keyring::{KeyRing, SigningAlgorithm};
+use authstack_protocol::ErrorCode;
+use authstack_protocol::rpc::{
+    Call, CallContext, LoginParams, RegisterParams, RpcReply, RpcRequest,
+};
+use authstack_testkit::postgres::TestDatabase;
+
+async fn service(db: &TestDatabase, shutdown: &CancellationToken) -> Arc<AuthService> {
+    let pool = auth_svc::db::connect_and_migrate(&db.url, 8, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let ring = KeyRing::with_active_key(
+        generate(SigningAlgorithm::EdDSA).unwrap(),
+        chrono::Utc::now(),
+    );
+    let events = EventPublisher::start(
+        "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+        format!("test.events.{}", uuid::Uuid::new_v4().simple()),
+        "idempotency-test".into(),
+        100,
+        shutdown.clone(),
+    );
+    AuthService::new(
+        pool,
+        PasswordHasherPool::new(8192, 1, 1, 2).unwrap(),
+        KeyStore::fixed(&ring).unwrap(),
+        ServiceSettings {
+            tokens: AccessTokenSettings {
+                issuer: "iss".into(),
+                audience: "aud".into(),
+                ttl_secs: 900,
+            },
+            refresh_ttl: Duration::from_secs(3600),
+            reuse_grace: Duration::ZERO,
+            throttle: ThrottlePolicy {
+                account_threshold: 5,
+                address_threshold: 50,
+                window: Duration::from_secs(60),
+                lock: Duration::from_secs(60),
+            },
+        },
+        Policy::default(),
+        events,
+    )
+}
+
+fn call(call: &Call, id: &str, redelivered: bool) -> IncomingCall {
+    IncomingCall {
+        request: RpcRequest::new(call, CallContext::default()),
+        request_id: id.into(),
+        redelivered,
+    }
+}
+
+fn register(name: &str) -> Call {
+    Call::Register(RegisterParams {
+        email: format!("{name}@example.com"),
+        username: name.into(),
+        password: "correct horse battery".into(),
+        display_name: None,
+    })
+}
+
+fn result(reply: RpcReply) -> Result<serde_json::Value, ErrorCode> {
+    match reply {
+        RpcReply::Result(raw) => Ok(serde_json::from_str(raw.get()).unwrap()),
+        RpcReply::Error(e) => Err(e.code),
+    }
+}
+
+#[tokio::test]
+async fn redelivered_requests_replay_the_first_reply() {
+    let db = TestDatabase::create().await.unwrap();
+    let shutdown = CancellationToken::new();
+    let svc = service(&db, &shutdown).await;
+
+    let first = result(svc.handle(call(&register("quinn"), "m-1", false)).await).unwrap();
+    let again = result(svc.handle(call(&register("quinn"), "m-1", true)).await).unwrap();
+    assert_eq!(first, again, "the redelivery returns the stored reply");
+    // A different call with the same content is a new request: a real conflict.
+    assert_eq!(
+        result(svc.handle(call(&register("quinn"), "m-2", false)).await),
+        Err(ErrorCode::UserExists)
+    );
+
+    // Token-bearing replies are not stored: a redelivered login is refused, not re-applied.
+    let login = Call::Login(LoginParams {
+        login: "quinn".into(),
+        password: "correct horse battery".into(),
+    });
+    result(svc.handle(call(&login, "m-3", false)).await).unwrap();
+    assert_eq!(
+        result(svc.handle(call(&login, "m-3", true)).await),
+        Err(ErrorCode::Conflict)
+    );
+
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM auth.accounts")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM auth.refresh_tokens")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!((accounts, sessions), (1, 1));
+    let stored: Option<serde_json::Value> =
+        sqlx::query_scalar("SELECT reply FROM auth.processed_requests WHERE request_id = 'm-3'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        stored.is_none(),
+        "replies with credentials are never stored"
+    );
+    pool.close().await;
+    shutdown.cancel();
+    db.drop_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_redelivery_racing_its_first_delivery_is_applied_once() {
+    let db = TestDatabase::create().await.unwrap();
+    let shutdown = CancellationToken::new();
+    let svc = service(&db, &shutdown).await;
+    for i in 0..10 {
+        let c = register(&format!("racer{i}"));
+        let id = format!("race-{i}");
+        let (a, b) = tokio::join!(
+            svc.handle(call(&c, &id, false)),
+            svc.handle(call(&c, &id, true))
+        );
+        let (a, b) = (result(a), result(b));
+        assert!(a.is_ok(), "{a:?}");
+        assert_eq!(a, b, "both deliveries answer the same");
+    }
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM auth.accounts")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(accounts, 10);
+    pool.close().await;
+    shutdown.cancel();
+    db.drop_database().await.unwrap();
+}

@@ -1,0 +1,250 @@
+//! The gateway Deployment and Service. The gateway never mounts the private key Secret: it
+//! gets the public keys from auth-svc over RPC.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::auth_svc::{
+    EVENTS_EXCHANGE, RPC_QUEUE, UID, UrlFingerprints, config_hash, http_probe, rolling_update,
+    spread, tmp_volume, url_source,
+};
+use super::meta::{
+    CONFIG_HASH_ANNOTATION, Component, labels, object_meta, pod_selector, selector_labels,
+};
+use super::{container_security, env, env_from_secret, pod_security, resources_or};
+use crate::crd::ServiceType;
+use crate::settings::Settings;
+
+/// The gateway's container port (HTTP API, WebSocket, health and metrics).
+pub const HTTP_PORT: i32 = 8080;
+
+/// The environment of the gateway (the service configuration contract).
+pub fn environment(s: &Settings) -> Vec<EnvVar> {
+    let (mq_secret, mq_key) = url_source(&s.rabbitmq, s.names.rabbitmq());
+    vec![
+        env("GATEWAY_LISTEN", format!("0.0.0.0:{HTTP_PORT}")),
+        env_from_secret("AMQP_URL", &mq_secret, &mq_key),
+        env("AUTH_RPC_QUEUE", RPC_QUEUE),
+        env("AUTH_EVENTS_EXCHANGE", EVENTS_EXCHANGE),
+        env("AUTH_ISSUER", s.tokens.issuer.clone()),
+        env("AUTH_AUDIENCE", s.tokens.audience.clone()),
+        env(
+            "GATEWAY_RPC_TIMEOUT_MS",
+            s.rpc_timeout.as_millis().to_string(),
+        ),
+        env(
+            "GATEWAY_MAX_BODY_BYTES",
+            s.gateway.max_body_bytes.to_string(),
+        ),
+        env("GATEWAY_TRUST_FORWARDED_FOR", "false"),
+        env("LOG_FORMAT", "json"),
+    ]
+}
+
+/// Deployment `<name>-gateway`.
+pub fn deployment(s: &Settings, urls: &UrlFingerprints) -> Deployment {
+    let names = &s.names;
+    let name = names.gateway();
+    let env = environment(s);
+    // The gateway reads no database URL: only the broker's source matters.
+    let urls = UrlFingerprints {
+        postgres: String::new(),
+        rabbitmq: urls.rabbitmq.clone(),
+    };
+    let hash = config_hash(&env, &s.gateway_image, &urls);
+    let (tmp, tmp_mount) = tmp_volume();
+    let container = Container {
+        name: "gateway".into(),
+        image: Some(s.gateway_image.clone()),
+        image_pull_policy: s.gateway.image_pull_policy.map(|p| p.as_str().to_owned()),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: HTTP_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        env: Some(env),
+        volume_mounts: Some(vec![tmp_mount]),
+        liveness_probe: Some(http_probe("/healthz", HTTP_PORT, 10, 3)),
+        readiness_probe: Some(http_probe("/readyz", HTTP_PORT, 2, 2)),
+        resources: Some(resources_or(
+            s.gateway.resources.as_ref(),
+            "100m",
+            "64Mi",
+            "256Mi",
+        )),
+        security_context: Some(container_security(UID, true)),
+        ..Container::default()
+    };
+    Deployment {
+        metadata: object_meta(names, name.clone(), Component::Gateway, &s.owner),
+        spec: Some(DeploymentSpec {
+            replicas: Some(s.gateway.replicas),
+            selector: pod_selector(names, Component::Gateway),
+            strategy: Some(rolling_update()),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(names, Component::Gateway)),
+                    annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), hash)])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(name),
+                    automount_service_account_token: Some(false),
+                    security_context: Some(pod_security(UID)),
+                    containers: vec![container],
+                    volumes: Some(vec![tmp]),
+                    topology_spread_constraints: Some(spread(names, Component::Gateway)),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Service `<name>-gateway`: the spec's type and port, forwarded to container port 8080.
+pub fn service(s: &Settings) -> Service {
+    Service {
+        metadata: object_meta(&s.names, s.names.gateway(), Component::Gateway, &s.owner),
+        spec: Some(ServiceSpec {
+            type_: Some(s.gateway.service.type_.as_str().into()),
+            selector: Some(selector_labels(&s.names, Component::Gateway)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: s.gateway.service.port,
+                target_port: Some(IntOrString::Int(HTTP_PORT)),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Where clients reach the gateway: the load balancer's address when there is one, else the
+/// in-cluster URL.
+pub fn endpoint(s: &Settings, live: Option<&Service>) -> String {
+    let port = s.gateway.service.port;
+    let port_suffix = if port == 80 {
+        String::new()
+    } else {
+        format!(":{port}")
+    };
+    if s.gateway.service.type_ == ServiceType::LoadBalancer
+        && let Some(ingress) = live
+            .and_then(|svc| svc.status.as_ref())
+            .and_then(|st| st.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .and_then(|i| i.first())
+        && let Some(host) = ingress.hostname.clone().or_else(|| ingress.ip.clone())
+    {
+        return format!("http://{host}{port_suffix}");
+    }
+    format!(
+        "http://{}{port_suffix}",
+        s.names.service_host(&s.names.gateway())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
+
+    use super::*;
+    use crate::builders::test_support::{
+        container, env_secret, env_value, settings, settings_with,
+    };
+
+    #[test]
+    fn environment_follows_the_service_contract() {
+        let d = deployment(&settings(), &UrlFingerprints::default());
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let c = container(pod);
+        assert_eq!(
+            env_secret(c, "AMQP_URL"),
+            ("demo-rabbitmq".into(), "url".into())
+        );
+        for (k, v) in [
+            ("GATEWAY_LISTEN", "0.0.0.0:8080"),
+            ("AUTH_RPC_QUEUE", "auth.rpc"),
+            ("AUTH_EVENTS_EXCHANGE", "auth.events"),
+            ("AUTH_ISSUER", "http://demo-gateway.ns.svc"),
+            ("AUTH_AUDIENCE", "authstack"),
+            ("GATEWAY_RPC_TIMEOUT_MS", "5000"),
+            ("GATEWAY_MAX_BODY_BYTES", "65536"),
+            ("GATEWAY_TRUST_FORWARDED_FOR", "false"),
+            ("LOG_FORMAT", "json"),
+        ] {
+            assert_eq!(env_value(c, k), v, "{k}");
+        }
+        // No database, no private keys.
+        assert!(!c.env.iter().flatten().any(|e| e.name == "DATABASE_URL"));
+        assert!(
+            !pod.volumes.iter().flatten().any(|v| v.secret.is_some()),
+            "the gateway must not mount any Secret"
+        );
+        let ready = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (ready.path.as_deref(), &ready.port),
+            (Some("/readyz"), &IntOrString::Int(8080))
+        );
+        let live = c
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(live.path.as_deref(), Some("/healthz"));
+        assert_eq!(
+            c.security_context
+                .as_ref()
+                .unwrap()
+                .read_only_root_filesystem,
+            Some(true)
+        );
+        assert_eq!(c.image.as_deref().unwrap(), settings().gateway_image);
+    }
+
+    #[test]
+    fn service_follows_the_spec() {
+        let s = settings_with(|st| {
+            st.spec.gateway.service.type_ = ServiceType::LoadBalancer;
+            st.spec.gateway.service.port = 8443;
+        });
+        let svc = service(&s);
+        let spec = svc.spec.as_ref().unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+        let port = &spec.ports.as_ref().unwrap()[0];
+        assert_eq!(port.port, 8443);
+        assert_eq!(port.target_port, Some(IntOrString::Int(8080)));
+        assert_eq!(endpoint(&s, Some(&svc)), "http://demo-gateway.ns.svc:8443");
+        let mut live = svc.clone();
+        live.status = Some(ServiceStatus {
+            load_balancer: Some(LoadBalancerStatus {
+                ingress: Some(vec![LoadBalancerIngress {
+                    ip: Some("203.0.113.7".into()),
+                    ..LoadBalancerIngress::default()
+                }]),
+            }),
+            conditions: None,
+        });
+        assert_eq!(endpoint(&s, Some(&live)), "http://203.0.113.7:8443");
+        assert_eq!(endpoint(&settings(), None), "http://demo-gateway.ns.svc");
+    }
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# `make bench`: release builds of the platform and a plain hyper hello-world baseline, measured
+# side by side in one run on this machine, printed as a table with ratios and the targets of
+# DESIGN section 8. Uses its own database, queue names and ports; leaves nothing behind.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+DURATION=${BENCH_DURATION:-10}
+CONNS=${BENCH_CONNECTIONS:-64}
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+bin="$target_dir/release"
+pg_admin=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+
+scripts/ensure-services.sh >/dev/null
+echo "[bench] building release binaries"
+cargo build --release --locked -q -p auth-svc -p gateway -p authstack-dev -p authstack-bench
+
+id=$(python3 -c 'import uuid; print(uuid.uuid4().hex[:12])')
+db="authstack_bench_$id"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+psql "$pg_admin" -qc "CREATE DATABASE $db"
+"$bin/authstack-dev" keygen --dir "$work/keys" >/dev/null
+gw_port=$(free_port); hello_port=$(free_port)
+export DATABASE_URL="${pg_admin%/*}/$db" AUTH_KEY_DIR="$work/keys" LOG_FORMAT=json RUST_LOG=warn
+export AUTH_RPC_QUEUE="bench.rpc.$id" AUTH_EVENTS_EXCHANGE="bench.events.$id"
+export AUTH_ISSUER="http://127.0.0.1:$gw_port" GATEWAY_LISTEN="127.0.0.1:$gw_port"
+"$bin/hello" --listen "127.0.0.1:$hello_port" >"$work/hello.log" 2>&1 & pids+=($!)
+for i in 1 2; do
+  AUTH_HTTP_LISTEN="127.0.0.1:$(free_port)" AUTH_INSTANCE_NAME="bench-auth-$i" "$bin/auth-svc" >"$work/auth-$i.log" 2>&1 & pids+=($!)
+done
+"$bin/gateway" >"$work/gateway.log" 2>&1 & pids+=($!)
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$gw_port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+for _ in $(seq 1 50); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' -d '{"login":"","password":""}' "http://127.0.0.1:$gw_port/api/v1/auth/login")
+  [ "$code" != 503 ] && break; sleep 0.1
+done
+
+results="$work/results.jsonl"
+run() { # name scenario base connections [extra args]
+  local name=$1 scenario=$2 base=$3 conns=$4; shift 4
+  echo "[bench] $name ($conns connections, ${DURATION}s)" >&2
+  "$bin/loadgen" --base "$base" --scenario "$scenario" --connections "$conns" --duration "$DURATION" --name "$name" "$@" | tail -n1 >>"$results"
+}
+gw="http://127.0.0.1:$gw_port"
+run hello-baseline hello "http://127.0.0.1:$hello_port" "$CONNS"
+run session session "$gw" "$CONNS" --users 64
+run users-me me "$gw" "$CONNS" --users 64
+run refresh refresh "$gw" "$CONNS" --users 64
+echo "[bench] argon2id raw verify rate (${DURATION}s)" >&2
+"$bin/argon2-rate" --seconds "$DURATION" >>"$results"
+run login login "$gw" 16 --users 16
+
+python3 - "$results" <<'PY'
+import json, sys
+rows = {}
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if line.startswith("{"):
+        r = json.loads(line); rows[r["name"]] = r
+hello, argon = rows["hello-baseline"], rows["argon2id-verify"]
+def fmt(r): return f'{r["rps"]:>10.0f} {r["p50_ms"]:>8.2f} {r["p99_ms"]:>8.2f} {r["failed"]:>7}'
+print()
+print(f'{"path":<28} {"req/s":>10} {"p50 ms":>8} {"p99 ms":>8} {"failed":>7}   target')
+print(f'{"hyper hello-world (baseline)":<28} {fmt(hello)}')
+checks = []
+s = rows["session"]; ratio = s["rps"] / hello["rps"]
+checks.append(ratio >= 0.5 and s["p99_ms"] < 5)
+print(f'{"GET /api/v1/auth/session":<28} {fmt(s)}   {ratio:.2f}x baseline (>= 0.5x, p99 < 5 ms) {"PASS" if checks[-1] else "FAIL"}')
+m = rows["users-me"]; checks.append(m["rps"] >= 5000 and m["p99_ms"] < 20)
+print(f'{"GET /api/v1/users/me":<28} {fmt(m)}   >= 5000/s, p99 < 20 ms {"PASS" if checks[-1] else "FAIL"}')
+r = rows["refresh"]; checks.append(r["rps"] >= 1500)
+print(f'{"POST /api/v1/auth/refresh":<28} {fmt(r)}   >= 1500/s {"PASS" if checks[-1] else "FAIL"}')
+l = rows["login"]; ratio = l["rps"] / argon["rate"]; checks.append(ratio >= 0.85)
+print(f'{"argon2id verify (raw, " + str(argon["threads"]) + " thr)":<28} {argon["rate"]:>10.1f}')
+print(f'{"POST /api/v1/auth/login":<28} {fmt(l)}   {ratio:.2f}x raw argon2 (>= 0.85x) {"PASS" if checks[-1] else "FAIL"}')
+print()
+failed = sum(r.get("failed", 0) for r in rows.values())
+print(f"{sum(checks)}/{len(checks)} targets met; {failed} failed requests")
+PY

@@ -35,6 +35,10 @@ export DATABASE_URL="${pg_admin%/*}/$db" AUTH_KEY_DIR="$work/keys" LOG_FORMAT=js
 export AUTH_RPC_QUEUE="bench.rpc.$id" AUTH_EVENTS_EXCHANGE="bench.events.$id"
 export AUTH_ISSUER="http://127.0.0.1:$gw_port" GATEWAY_LISTEN="127.0.0.1:$gw_port"
 "$bin/hello" --listen "127.0.0.1:$hello_port" >"$work/hello.log" 2>&1 & pids+=($!)
+# Two replicas share this machine's cores: each hashes one password at a time, so together they
+# run as many argon2 computations as the raw baseline has threads (no oversubscription).
+cpus=$(nproc)
+export AUTH_HASHING_THREADS=$(( cpus / 2 > 0 ? cpus / 2 : 1 ))
 for i in 1 2; do
   AUTH_HTTP_LISTEN="127.0.0.1:$(free_port)" AUTH_INSTANCE_NAME="bench-auth-$i" "$bin/auth-svc" >"$work/auth-$i.log" 2>&1 & pids+=($!)
 done
@@ -49,12 +53,16 @@ results="$work/results.jsonl"
 run() { # name scenario base connections [extra args]
   local name=$1 scenario=$2 base=$3 conns=$4; shift 4
   echo "[bench] $name ($conns connections, ${DURATION}s)" >&2
-  "$bin/loadgen" --base "$base" --scenario "$scenario" --connections "$conns" --duration "$DURATION" --name "$name" "$@" | tail -n1 >>"$results"
+  local before after line
+  before=$(python3 scripts/cpu-snapshot.py)
+  line=$("$bin/loadgen" --base "$base" --scenario "$scenario" --connections "$conns" --duration "$DURATION" --warmup 2 --name "$name" "$@" | tail -n1)
+  after=$(python3 scripts/cpu-snapshot.py)
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); a=json.loads(sys.argv[3]); r["cpu_s"]={k: round(a[k]-b[k],2) for k in a}; print(json.dumps(r))' "$line" "$before" "$after" >>"$results"
 }
 gw="http://127.0.0.1:$gw_port"
 run hello-baseline hello "http://127.0.0.1:$hello_port" "$CONNS"
 run session session "$gw" "$CONNS" --users 64
-run users-me me "$gw" "$CONNS" --users 64
+run users-me me "$gw" "${ME_CONNECTIONS:-32}" --users 64
 run refresh refresh "$gw" "$CONNS" --users 64
 echo "[bench] argon2id raw verify rate (${DURATION}s)" >&2
 "$bin/argon2-rate" --seconds "$DURATION" >>"$results"
@@ -83,6 +91,14 @@ print(f'{"POST /api/v1/auth/refresh":<28} {fmt(r)}   >= 1500/s {"PASS" if checks
 l = rows["login"]; ratio = l["rps"] / argon["rate"]; checks.append(ratio >= 0.85)
 print(f'{"argon2id verify (raw, " + str(argon["threads"]) + " thr)":<28} {argon["rate"]:>10.1f}')
 print(f'{"POST /api/v1/auth/login":<28} {fmt(l)}   {ratio:.2f}x raw argon2 (>= 0.85x) {"PASS" if checks[-1] else "FAIL"}')
+print()
+print("CPU per request by component (microseconds; includes the 2 s warm-up, so slightly high):")
+comps = ["gateway", "auth-svc", "postgres", "rabbitmq", "loadgen"]
+print(f'{"path":<28} ' + " ".join(f"{c:>9}" for c in comps))
+for name in ["hello-baseline", "session", "users-me", "refresh", "login"]:
+    r = rows[name]
+    n = r["rps"] * (r["seconds"] + 2)
+    print(f'{name:<28} ' + " ".join(f'{r["cpu_s"][c] / n * 1e6:>9.0f}' for c in comps))
 print()
 failed = sum(r.get("failed", 0) for r in rows.values())
 print(f"{sum(checks)}/{len(checks)} targets met; {failed} failed requests")

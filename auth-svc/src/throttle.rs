@@ -19,6 +19,11 @@ pub struct ThrottlePolicy {
     pub lock: Duration,
 }
 
+/// Prefix of per-account keys (`account:<id>`, or `account:login:<name>` for unknown logins).
+pub const ACCOUNT_PREFIX: &str = "account:";
+/// Prefix of per-address keys.
+pub const ADDRESS_PREFIX: &str = "address:";
+
 /// A throttling key and its threshold.
 #[derive(Debug, Clone)]
 pub struct ThrottleKey {
@@ -30,7 +35,15 @@ impl ThrottlePolicy {
     /// The key for an account (or an unknown login name).
     pub fn account_key(&self, id: &str) -> ThrottleKey {
         ThrottleKey {
-            key: format!("account:{id}"),
+            key: format!("{ACCOUNT_PREFIX}{id}"),
+            threshold: self.account_threshold,
+        }
+    }
+
+    /// The account key under its stored name (as built by the login query).
+    pub fn key_for_account(&self, name: String) -> ThrottleKey {
+        ThrottleKey {
+            key: name,
             threshold: self.account_threshold,
         }
     }
@@ -38,24 +51,44 @@ impl ThrottlePolicy {
     /// The key for a client address.
     pub fn address_key(&self, address: &str) -> ThrottleKey {
         ThrottleKey {
-            key: format!("address:{address}"),
+            key: format!("{ADDRESS_PREFIX}{address}"),
             threshold: self.address_threshold,
         }
     }
 }
 
-/// Seconds until the longest lock among `keys` ends, if any is locked.
-pub async fn locked_for(pool: &PgPool, keys: &[ThrottleKey]) -> Result<Option<u64>, sqlx::Error> {
+impl ThrottleKey {
+    /// The key as stored.
+    pub fn as_str(&self) -> &str {
+        &self.key
+    }
+}
+
+/// The throttling state of a login attempt's keys.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThrottleState {
+    /// Seconds until the longest lock among the keys ends, if any is locked.
+    pub locked_for: Option<u64>,
+    /// Whether the first key (the account) has failures on record (to clear after success).
+    pub first_has_failures: bool,
+}
+
+/// Reads the state of `keys` in one query.
+pub async fn state(pool: &PgPool, keys: &[ThrottleKey]) -> Result<ThrottleState, sqlx::Error> {
     let names: Vec<&str> = keys.iter().map(|k| k.key.as_str()).collect();
-    let secs: Option<f64> = sqlx::query_scalar(
-        "SELECT max(extract(epoch FROM locked_until - now()))::float8
+    let (secs, first): (Option<f64>, bool) = sqlx::query_as(
+        "SELECT max(extract(epoch FROM locked_until - now())) FILTER (WHERE locked_until > now())::float8,
+                coalesce(bool_or(key = $1[1]), false)
            FROM auth.login_throttle
-          WHERE key = ANY($1) AND locked_until > now()",
+          WHERE key = ANY($1)",
     )
     .bind(&names)
     .fetch_one(pool)
     .await?;
-    Ok(secs.map(|s| s.ceil().max(1.0) as u64))
+    Ok(ThrottleState {
+        locked_for: secs.map(|s| s.ceil().max(1.0) as u64),
+        first_has_failures: first,
+    })
 }
 
 /// Counts one failure against each key, locking those that reach their threshold.

@@ -233,7 +233,7 @@ impl AuthService {
         Ok(reply)
     }
 
-    async fn replay(&self, request_id: &str) -> Result<RpcReply, ServiceError> {
+    pub(crate) async fn replay(&self, request_id: &str) -> Result<RpcReply, ServiceError> {
         Ok(self.recorded(request_id).await?.unwrap_or_else(|| {
             RpcReply::Error(ErrorBody::new(
                 ErrorCode::Conflict,

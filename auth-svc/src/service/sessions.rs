@@ -14,10 +14,19 @@ use crate::tokens;
 
 #[derive(sqlx::FromRow)]
 struct LoginRow {
+    id: Option<Uuid>,
+    roles: Option<Vec<String>>,
+    disabled: Option<bool>,
+    password_hash: Option<String>,
+    account_key: String,
+    locked_secs: Option<f64>,
+    had_failures: bool,
+}
+
+/// A refresh token about to be stored: its id and hash (the token itself goes to the client).
+struct NewRefresh {
     id: Uuid,
-    roles: Vec<String>,
-    disabled: bool,
-    password_hash: String,
+    hash: Vec<u8>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -36,27 +45,18 @@ fn invalid_credentials() -> ServiceError {
 }
 
 impl AuthService {
-    /// Creates a refresh token in `family` and signs an access token for it.
-    async fn issue_tokens(
+    /// A new token pair for `family`: the refresh token (to be stored) and a signed access token.
+    fn new_pair(
         &self,
-        conn: &mut PgConnection,
         account_id: Uuid,
         roles: &[String],
         family: Uuid,
-    ) -> Result<(TokenPair, Uuid), ServiceError> {
+    ) -> Result<(TokenPair, NewRefresh), ServiceError> {
         let refresh = tokens::new_refresh_token();
-        let id = Uuid::new_v4();
-        sqlx::query(
-            "INSERT INTO auth.refresh_tokens (id, account_id, family_id, token_hash, expires_at)
-             VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
-        )
-        .bind(id)
-        .bind(account_id)
-        .bind(family)
-        .bind(tokens::hash_refresh_token(&refresh))
-        .bind(self.settings.refresh_ttl.as_secs_f64())
-        .execute(&mut *conn)
-        .await?;
+        let stored = NewRefresh {
+            id: Uuid::new_v4(),
+            hash: tokens::hash_refresh_token(&refresh),
+        };
         let claims = tokens::access_claims(
             &self.settings.tokens,
             account_id,
@@ -66,15 +66,70 @@ impl AuthService {
         );
         let access =
             tokens::sign(&self.keys.current().signer, &claims).map_err(ServiceError::Signing)?;
-        Ok((
-            TokenPair {
-                access_token: access,
-                refresh_token: refresh,
-                token_type: "Bearer".into(),
-                expires_in: self.settings.tokens.ttl_secs,
-            },
-            id,
-        ))
+        let pair = TokenPair {
+            access_token: access,
+            refresh_token: refresh,
+            token_type: "Bearer".into(),
+            expires_in: self.settings.tokens.ttl_secs,
+        };
+        Ok((pair, stored))
+    }
+
+    /// Creates a refresh token in `family` (inside `conn`'s transaction) and signs an access
+    /// token for it.
+    async fn issue_tokens(
+        &self,
+        conn: &mut PgConnection,
+        account_id: Uuid,
+        roles: &[String],
+        family: Uuid,
+    ) -> Result<(TokenPair, Uuid), ServiceError> {
+        let (pair, stored) = self.new_pair(account_id, roles, family)?;
+        sqlx::query(
+            "INSERT INTO auth.refresh_tokens (id, account_id, family_id, token_hash, expires_at)
+             VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
+        )
+        .bind(stored.id)
+        .bind(account_id)
+        .bind(family)
+        .bind(&stored.hash)
+        .bind(self.settings.refresh_ttl.as_secs_f64())
+        .execute(&mut *conn)
+        .await?;
+        Ok((pair, stored.id))
+    }
+
+    /// Stores a login's refresh token and claims its request id in one atomic statement (no
+    /// explicit transaction: one round trip). Returns false when the request id was already
+    /// applied (nothing is stored then).
+    async fn store_login(
+        &self,
+        account_id: Uuid,
+        family: Uuid,
+        stored: &NewRefresh,
+        request_id: &str,
+    ) -> Result<bool, ServiceError> {
+        let inserted = sqlx::query(
+            "WITH claim AS (
+                 INSERT INTO auth.processed_requests (request_id, method)
+                 SELECT $6, 'auth.login' WHERE $6 <> ''
+                 ON CONFLICT (request_id) DO NOTHING
+                 RETURNING 1
+             )
+             INSERT INTO auth.refresh_tokens (id, account_id, family_id, token_hash, expires_at)
+             SELECT $1, $2, $3, $4, now() + make_interval(secs => $5)
+              WHERE $6 = '' OR EXISTS (SELECT 1 FROM claim)",
+        )
+        .bind(stored.id)
+        .bind(account_id)
+        .bind(family)
+        .bind(&stored.hash)
+        .bind(self.settings.refresh_ttl.as_secs_f64())
+        .bind(request_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
     }
 
     fn throttle_keys(&self, account: &str, ctx_ip: Option<&String>) -> Vec<ThrottleKey> {
@@ -86,12 +141,15 @@ impl AuthService {
         keys
     }
 
+    /// Refuses a locked account or address; otherwise tells whether the account has failures
+    /// on record (to clear after a success).
     async fn refuse_if_locked(
         &self,
         keys: &[ThrottleKey],
         account: Option<Uuid>,
-    ) -> Result<(), ServiceError> {
-        if let Some(secs) = throttle::locked_for(&self.pool, keys).await? {
+    ) -> Result<bool, ServiceError> {
+        let state = throttle::state(&self.pool, keys).await?;
+        if let Some(secs) = state.locked_for {
             metrics::counter!("logins_total", "outcome" => "locked").increment(1);
             self.events.publish(Event::now(
                 EventKind::AccountLocked,
@@ -100,7 +158,7 @@ impl AuthService {
             ));
             return Err(ServiceError::Client(ErrorBody::locked(secs)));
         }
-        Ok(())
+        Ok(state.first_has_failures)
     }
 
     pub(super) async fn login(
@@ -110,68 +168,108 @@ impl AuthService {
     ) -> Result<RpcReply, ServiceError> {
         validate::login(&p)?;
         let login = p.login.trim().to_lowercase();
-        // User names cannot contain '@' and emails must, so at most one account matches.
-        let row: Option<LoginRow> = sqlx::query_as(
-            "SELECT a.id, a.roles, a.disabled, c.password_hash
-               FROM auth.accounts a JOIN auth.credentials c ON c.account_id = a.id
-              WHERE lower(a.email) = $1 OR lower(a.username) = $1
-              LIMIT 1",
+        let address = req
+            .ctx
+            .client_ip
+            .as_ref()
+            .map(|ip| self.settings.throttle.address_key(ip));
+        // One round trip: the account (user names cannot contain '@' and emails must, so at most
+        // one matches) and the throttling state of its key and of the client address. Unknown
+        // logins are throttled under their name, exactly like accounts.
+        let row: LoginRow = sqlx::query_as(
+            "WITH account AS (
+                 SELECT a.id, a.roles, a.disabled, c.password_hash
+                   FROM auth.accounts a JOIN auth.credentials c ON c.account_id = a.id
+                  WHERE lower(a.email) = $1 OR lower(a.username) = $1
+                  LIMIT 1
+             ), key AS (
+                 SELECT coalesce((SELECT $3 || id::text FROM account), $3 || 'login:' || $1) AS name
+             )
+             SELECT account.id, account.roles, account.disabled, account.password_hash,
+                    key.name AS account_key,
+                    (SELECT max(extract(epoch FROM t.locked_until - now()))::float8
+                       FROM auth.login_throttle t
+                      WHERE t.key IN (key.name, $2) AND t.locked_until > now()) AS locked_secs,
+                    EXISTS (SELECT 1 FROM auth.login_throttle t WHERE t.key = key.name) AS had_failures
+               FROM key LEFT JOIN account ON true",
         )
         .bind(&login)
-        .fetch_optional(&self.pool)
+        .bind(address.as_ref().map_or("", |a| a.as_str()))
+        .bind(throttle::ACCOUNT_PREFIX)
+        .fetch_one(&self.pool)
         .await?;
-        let subject = row
-            .as_ref()
-            .map_or_else(|| format!("login:{login}"), |r| r.id.to_string());
-        let keys = self.throttle_keys(&subject, req.ctx.client_ip.as_ref());
-        self.refuse_if_locked(&keys, row.as_ref().map(|r| r.id))
-            .await?;
+        let account_key = self
+            .settings
+            .throttle
+            .key_for_account(row.account_key.clone());
+        let mut keys = vec![account_key];
+        keys.extend(address);
+        if let Some(secs) = row.locked_secs {
+            let secs = secs.ceil().max(1.0) as u64;
+            metrics::counter!("logins_total", "outcome" => "locked").increment(1);
+            self.events.publish(Event::now(
+                EventKind::AccountLocked,
+                row.id,
+                json!({ "retry_after_secs": secs }),
+            ));
+            return Err(ServiceError::Client(ErrorBody::locked(secs)));
+        }
 
         // Unknown accounts are verified against a dummy hash: same cost, same answer.
-        let stored = row.as_ref().map(|r| r.password_hash.clone());
-        let verification = self.hasher.verify(p.password.0, stored).await?;
-        let (row, rehash) = match (row, verification) {
-            (Some(row), Verification::Match) => (row, None),
-            (Some(row), Verification::MatchRehashed(h)) => (row, Some(h)),
+        let verification = self
+            .hasher
+            .verify(p.password.0, row.password_hash.clone())
+            .await?;
+        let (id, rehash) = match (row.id, verification) {
+            (Some(id), Verification::Match) => (id, None),
+            (Some(id), Verification::MatchRehashed(h)) => (id, Some(h)),
             _ => {
                 throttle::record_failure(&self.pool, &self.settings.throttle, &keys).await?;
                 metrics::counter!("logins_total", "outcome" => "invalid_credentials").increment(1);
                 return Err(invalid_credentials());
             }
         };
-        if row.disabled {
+        if row.disabled.unwrap_or(false) {
             metrics::counter!("logins_total", "outcome" => "disabled").increment(1);
             return Err(fail(ErrorCode::Forbidden, "account is disabled"));
         }
-        throttle::clear(&self.pool, &keys[0]).await?;
-        let mut tx = self.pool.begin().await?;
+        if row.had_failures {
+            throttle::clear(&self.pool, &keys[0]).await?;
+        }
+        let roles = row.roles.unwrap_or_default();
+        let session = Uuid::new_v4();
+        let event = Event::now(
+            EventKind::AccountLoggedIn,
+            Some(id),
+            json!({ "session_id": session }),
+        );
+        metrics::counter!("logins_total", "outcome" => "ok").increment(1);
         if let Some(hash) = rehash {
+            let mut tx = self.pool.begin().await?;
             sqlx::query("UPDATE auth.credentials SET password_hash = $2, updated_at = now() WHERE account_id = $1")
-                .bind(row.id)
+                .bind(id)
                 .bind(hash)
                 .execute(&mut *tx)
                 .await?;
             metrics::counter!("password_rehashes_total").increment(1);
+            let (pair, _) = self.issue_tokens(&mut tx, id, &roles, session).await?;
+            return self
+                .finish(
+                    tx,
+                    req,
+                    "auth.login",
+                    RpcReply::ok(&pair),
+                    false,
+                    vec![event],
+                )
+                .await;
         }
-        let session = Uuid::new_v4();
-        let (pair, _) = self
-            .issue_tokens(&mut tx, row.id, &row.roles, session)
-            .await?;
-        metrics::counter!("logins_total", "outcome" => "ok").increment(1);
-        let event = Event::now(
-            EventKind::AccountLoggedIn,
-            Some(row.id),
-            json!({ "session_id": session }),
-        );
-        self.finish(
-            tx,
-            req,
-            "auth.login",
-            RpcReply::ok(&pair),
-            false,
-            vec![event],
-        )
-        .await
+        let (pair, stored) = self.new_pair(id, &roles, session)?;
+        if !self.store_login(id, session, &stored, req.id).await? {
+            return self.replay(req.id).await;
+        }
+        self.events.publish(event);
+        Ok(RpcReply::ok(&pair))
     }
 
     pub(super) async fn refresh(

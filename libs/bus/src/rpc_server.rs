@@ -5,7 +5,13 @@
 //! mid-request leaves it to another replica (which recognises the request id and does not apply
 //! it twice — that part is the handler's job). Requests past their deadline are dropped
 //! unprocessed: nobody waits for the answer any more.
+//!
+//! Acks are batched: the completed prefix of delivery tags is acknowledged with
+//! `multiple = true` once 16 requests completed, 2 ms passed, or nothing else is in flight.
+//! Under load that saves a frame and a broker operation per request; a crash before the flush
+//! only causes redeliveries, which the request ids make harmless.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,8 +22,8 @@ use authstack_protocol::{ErrorBody, ErrorCode};
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
@@ -128,14 +134,38 @@ async fn session<H: RpcHandler>(
         )
         .await?;
     connected.store(true, Ordering::Relaxed);
-    let mut in_flight = JoinSet::new();
+    let mut in_flight: JoinSet<(u64, bool)> = JoinSet::new();
+    let mut acks = AckTracker::default();
     let failure = connection_failed(&conn);
     tokio::pin!(failure);
     let result = loop {
+        let flush_at = acks.flush_deadline();
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             e = &mut failure => break Err(e),
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                if let Ok((tag, published)) = done {
+                    if !published {
+                        // Back to the queue for another attempt (another replica, or after
+                        // reconnecting); settled as far as the ack prefix is concerned.
+                        let requeue = BasicNackOptions { multiple: false, requeue: true };
+                        if let Err(e) = channel.basic_nack(tag, requeue).await {
+                            break Err(BusError::Amqp(e));
+                        }
+                    }
+                    acks.complete(tag);
+                }
+                if (acks.batch_full() || in_flight.is_empty())
+                    && let Err(e) = acks.flush(&channel).await
+                {
+                    break Err(e);
+                }
+            }
+            _ = sleep_until_opt(flush_at) => {
+                if let Err(e) = acks.flush(&channel).await {
+                    break Err(e);
+                }
+            }
             delivery = consumer.next() => match delivery {
                 Some(Ok(d)) => {
                     let channel = channel.clone();
@@ -149,21 +179,82 @@ async fn session<H: RpcHandler>(
     };
     connected.store(false, Ordering::Relaxed);
     if result.is_ok() {
-        // Graceful shutdown: stop taking work, finish what we have, then close.
+        // Graceful shutdown: stop taking work, finish what we have, acknowledge, then close.
         let _ = channel
             .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
             .await;
-        let drain = async { while in_flight.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(10), drain)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "in-flight requests still running after 10 s; abandoning them to redelivery"
-            );
+        let drain = async {
+            while let Some(done) = in_flight.join_next().await {
+                if let Ok((tag, published)) = done {
+                    if !published {
+                        let requeue = BasicNackOptions { multiple: false, requeue: true };
+                        let _ = channel.basic_nack(tag, requeue).await;
+                    }
+                    acks.complete(tag);
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+            tracing::warn!("in-flight requests still running after 10 s; abandoning them to redelivery");
         }
+        let _ = acks.flush(&channel).await;
     }
     result
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Tracks which deliveries are settled so the contiguous prefix can be acked at once.
+#[derive(Default)]
+struct AckTracker {
+    /// Every tag up to this one is settled.
+    settled_upto: u64,
+    /// Settled tags above `settled_upto` (completed out of order).
+    settled_above: BTreeSet<u64>,
+    /// Highest tag acknowledged to the broker.
+    acked_upto: u64,
+    /// When the oldest settled-but-unacked completion happened.
+    pending_since: Option<tokio::time::Instant>,
+}
+
+impl AckTracker {
+    const BATCH: u64 = 16;
+    const MAX_DELAY: Duration = Duration::from_millis(2);
+
+    fn complete(&mut self, tag: u64) {
+        self.settled_above.insert(tag);
+        while self.settled_above.remove(&(self.settled_upto + 1)) {
+            self.settled_upto += 1;
+        }
+        if self.settled_upto > self.acked_upto && self.pending_since.is_none() {
+            self.pending_since = Some(tokio::time::Instant::now());
+        }
+    }
+
+    fn batch_full(&self) -> bool {
+        self.settled_upto >= self.acked_upto + Self::BATCH
+    }
+
+    fn flush_deadline(&self) -> Option<tokio::time::Instant> {
+        self.pending_since.map(|t| t + Self::MAX_DELAY)
+    }
+
+    async fn flush(&mut self, channel: &Channel) -> Result<(), BusError> {
+        self.pending_since = None;
+        if self.settled_upto > self.acked_upto {
+            channel
+                .basic_ack(self.settled_upto, BasicAckOptions { multiple: true })
+                .await?;
+            metrics::counter!("rpc_server_ack_frames_total").increment(1);
+            self.acked_upto = self.settled_upto;
+        }
+        Ok(())
+    }
 }
 
 fn deadline_passed(props: &BasicProperties) -> bool {
@@ -181,7 +272,10 @@ fn deadline_passed(props: &BasicProperties) -> bool {
     deadline.is_some_and(|d| now_ms > d)
 }
 
-async fn process<H: RpcHandler>(channel: Channel, handler: Arc<H>, delivery: Delivery) {
+/// Handles one delivery and publishes its reply; returns its tag and whether it may be acked
+/// (false: the reply could not be published, so the request must go back to the queue).
+async fn process<H: RpcHandler>(channel: Channel, handler: Arc<H>, delivery: Delivery) -> (u64, bool) {
+    let tag = delivery.delivery_tag;
     let started = Instant::now();
     let props = &delivery.properties;
     let mut method = String::from("invalid");
@@ -248,12 +342,35 @@ async fn process<H: RpcHandler>(channel: Channel, handler: Arc<H>, delivery: Del
         {
             // Not acknowledged: the broker redelivers, and the request id prevents a double apply.
             tracing::warn!(error = %e, "could not publish a reply");
-            return;
+            return (tag, false);
         }
     }
     metrics::histogram!("rpc_server_duration_seconds", "method" => method)
         .record(started.elapsed().as_secs_f64());
-    if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
-        tracing::warn!(error = %e, "could not acknowledge a request");
+    (tag, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AckTracker;
+
+    #[test]
+    fn only_the_contiguous_settled_prefix_is_ackable() {
+        let mut a = AckTracker::default();
+        a.complete(2);
+        a.complete(3);
+        assert_eq!(a.settled_upto, 0, "tag 1 is still in flight");
+        a.complete(1);
+        assert_eq!(a.settled_upto, 3);
+        a.complete(5);
+        assert_eq!(a.settled_upto, 3);
+        a.complete(4);
+        assert_eq!(a.settled_upto, 5);
+        assert!(a.flush_deadline().is_some());
+        assert!(!a.batch_full());
+        for tag in 6..=21 {
+            a.complete(tag);
+        }
+        assert!(a.batch_full());
     }
 }

@@ -5,6 +5,8 @@
 //! - `rotate`: advance that ring with the same rotation state machine the operator uses (start
 //!   a rotation, promote after the propagation delay, remove expired keys, revoke a kid).
 //! - `show`: print the ring's state without private keys.
+//! - `kubelet-sync`: follow a Secret through the Kubernetes API (any kubeconfig, including the
+//!   test fake API server) and write it into a directory the way kubelet updates a Secret volume.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -62,6 +64,24 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Follow a Secret (KUBECONFIG) and write it into DIR like kubelet, DELAY after each change.
+    KubeletSync {
+        /// Namespace of the Secret.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
+        /// Name of the Secret (the operator's is `<stack>-signing-keys`).
+        #[arg(long)]
+        secret: String,
+        /// Target directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Milliseconds between seeing a change and writing it.
+        #[arg(long, default_value_t = 1000)]
+        delay_ms: u64,
+        /// Milliseconds between reads of the Secret.
+        #[arg(long, default_value_t = 200)]
+        poll_ms: u64,
+    },
 }
 
 fn write_ring(dir: &Path, ring: &KeyRing) -> anyhow::Result<()> {
@@ -76,23 +96,69 @@ fn read_ring(dir: &Path) -> anyhow::Result<KeyRing> {
 }
 
 fn show(ring: &KeyRing) {
-    println!("generation {} algorithm {}", ring.generation, ring.algorithm);
+    println!(
+        "generation {} algorithm {}",
+        ring.generation, ring.algorithm
+    );
     for k in &ring.keys {
         let state = match k.state {
             KeyState::Pending => "pending",
             KeyState::Active => "active",
             KeyState::Retiring => "retiring",
         };
-        let until = k.remove_after.map(|t| format!(" until {t}")).unwrap_or_default();
-        println!("  {:<22} {:<8} {:<5} created {}{until}", k.kid, state, k.algorithm.as_str(), k.created_at);
+        let until = k
+            .remove_after
+            .map(|t| format!(" until {t}"))
+            .unwrap_or_default();
+        println!(
+            "  {:<22} {:<8} {:<5} created {}{until}",
+            k.kid,
+            state,
+            k.algorithm.as_str(),
+            k.created_at
+        );
     }
 }
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Keygen { dir, algorithm, force } => {
+        Command::KubeletSync {
+            namespace,
+            secret,
+            dir,
+            delay_ms,
+            poll_ms,
+        } => {
+            authstack_telemetry::init_tracing(authstack_telemetry::LogFormat::from_env(), "info");
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the Kubernetes API")?;
+            let (stop_tx, stop) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                let _ = stop_tx.send(true);
+            });
+            let volume = authstack_dev::kubelet::SecretVolume {
+                namespace,
+                name: secret,
+                dir,
+                delay: std::time::Duration::from_millis(delay_ms),
+                poll: std::time::Duration::from_millis(poll_ms),
+            };
+            let written = authstack_dev::kubelet::sync_secret(client, volume, stop).await?;
+            println!("wrote {written} versions");
+        }
+        Command::Keygen {
+            dir,
+            algorithm,
+            force,
+        } => {
             if !force && authstack_keyring::watch::load(&dir).is_ok() {
-                println!("key ring already present in {} (use --force to replace)", dir.display());
+                println!(
+                    "key ring already present in {} (use --force to replace)",
+                    dir.display()
+                );
                 return Ok(());
             }
             let ring = KeyRing::with_active_key(generate(algorithm)?, chrono::Utc::now());
@@ -100,7 +166,13 @@ fn main() -> anyhow::Result<()> {
             println!("wrote a new {algorithm} key ring to {}", dir.display());
             show(&ring);
         }
-        Command::Rotate { dir, start, revoke, propagation_delay, token_lifetime } => {
+        Command::Rotate {
+            dir,
+            start,
+            revoke,
+            propagation_delay,
+            token_lifetime,
+        } => {
             if propagation_delay < 0 || token_lifetime < 0 {
                 bail!("durations must not be negative");
             }
@@ -115,7 +187,13 @@ fn main() -> anyhow::Result<()> {
                 rotation_counter: ring.rotation.observed_rotation_counter + u64::from(start),
                 revoked_kids: revoke,
             };
-            let actions = rotation::reconcile(&mut ring, chrono::Utc::now(), &policy, &request, &mut generate)?;
+            let actions = rotation::reconcile(
+                &mut ring,
+                chrono::Utc::now(),
+                &policy,
+                &request,
+                &mut generate,
+            )?;
             if actions.is_empty() {
                 println!("nothing to do");
             } else {

@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help run test test-rust test-interop services lint fmt crds crds-check bench clean-test-dbs
+.PHONY: help run test test-rust test-interop services lint fmt crds crds-check bench bench-rotation rotation-demo clean-test-dbs
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -46,3 +46,12 @@ clean-test-dbs: ## Drop databases left behind by interrupted test runs
 	  | while read -r db; do [ -n "$$db" ] && psql postgres://postgres@127.0.0.1:5432/postgres -qc "DROP DATABASE $$db WITH (FORCE)"; done
 
 -include mk/k8s.mk
+
+bench: ## Throughput and latency of every DESIGN section 8 path against same-run baselines
+	scripts/bench.sh
+
+bench-rotation: ## Rate and p50/p99 before, during and after a key rotation under steady load
+	scripts/rotation-bench.sh
+
+rotation-demo: ## The rotation scenario left running for your own clients and kubectl authstack
+	ROTATION_MODE=demo scripts/rotation-bench.sh

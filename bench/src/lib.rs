@@ -29,7 +29,8 @@ pub struct Report {
 
 /// A latency histogram from 1 µs to 60 s with 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable_histogram()))
+    Histogram::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable_histogram()))
 }
 
 fn unreachable_histogram() -> Histogram<u64> {

@@ -46,7 +46,9 @@ fn main() -> anyhow::Result<()> {
                     let parsed = PasswordHash::new(&hash).expect("hash parses");
                     let mut n = 0u64;
                     while Instant::now() < until {
-                        argon.verify_password(b"correct horse battery", &parsed).expect("verifies");
+                        argon
+                            .verify_password(b"correct horse battery", &parsed)
+                            .expect("verifies");
                         n += 1;
                     }
                     n
@@ -56,6 +58,9 @@ fn main() -> anyhow::Result<()> {
         handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
     });
     let rate = total as f64 / started.elapsed().as_secs_f64();
-    println!("{}", serde_json::json!({"name": "argon2id-verify", "threads": threads, "verifications": total, "rate": rate}));
+    println!(
+        "{}",
+        serde_json::json!({"name": "argon2id-verify", "threads": threads, "verifications": total, "rate": rate})
+    );
     Ok(())
 }

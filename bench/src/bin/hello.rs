@@ -20,7 +20,9 @@ struct Args {
 }
 
 async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::new(Full::new(Bytes::from_static(b"{\"hello\":\"world\"}"))))
+    Ok(Response::new(Full::new(Bytes::from_static(
+        b"{\"hello\":\"world\"}",
+    ))))
 }
 
 #[tokio::main]

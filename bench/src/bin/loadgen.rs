@@ -27,7 +27,7 @@ enum Scenario {
     Login,
     /// POST /api/v1/auth/refresh, each connection following its own token chain.
     Refresh,
-    /// A mix for rotation runs: session + me + refresh + login.
+    /// A mix for rotation runs: /session, /users/me, refresh, and a login every 50 requests.
     Mixed,
 }
 
@@ -59,6 +59,32 @@ struct Args {
     /// Name in the report (defaults to the scenario).
     #[arg(long)]
     name: Option<String>,
+    /// A named window of the measurement, `NAME=START-END` in seconds after the warm-up
+    /// (repeatable); each gets its own report line.
+    #[arg(long = "phase", value_parser = parse_phase)]
+    phases: Vec<Phase>,
+}
+
+#[derive(Clone, Debug)]
+struct Phase {
+    name: String,
+    start: f64,
+    end: f64,
+}
+
+fn parse_phase(s: &str) -> Result<Phase, String> {
+    let (name, range) = s.split_once('=').ok_or("expected NAME=START-END")?;
+    let (a, b) = range.split_once('-').ok_or("expected NAME=START-END")?;
+    let start: f64 = a.trim().parse().map_err(|e| format!("{e}"))?;
+    let end: f64 = b.trim().parse().map_err(|e| format!("{e}"))?;
+    if end <= start {
+        return Err("END must be after START".into());
+    }
+    Ok(Phase {
+        name: name.to_owned(),
+        start,
+        end,
+    })
 }
 
 const PASSWORD: &str = "bench password 123";
@@ -70,7 +96,10 @@ struct Target {
 
 async fn target(base: &str) -> anyhow::Result<Target> {
     let uri: hyper::Uri = base.parse()?;
-    let host = uri.host().ok_or_else(|| anyhow::anyhow!("no host in {base}"))?.to_owned();
+    let host = uri
+        .host()
+        .ok_or_else(|| anyhow::anyhow!("no host in {base}"))?
+        .to_owned();
     let port = uri.port_u16().unwrap_or(80);
     let addr = tokio::net::lookup_host((host.as_str(), port))
         .await?
@@ -94,8 +123,17 @@ async fn connect(t: &Target) -> anyhow::Result<Sender> {
     Ok(sender)
 }
 
-fn request(t: &Target, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Request<Full<Bytes>> {
-    let mut b = Request::builder().method(method).uri(path).header("host", &t.host);
+fn request(
+    t: &Target,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", &t.host);
     if let Some(tok) = token {
         b = b.header("authorization", format!("Bearer {tok}"));
     }
@@ -106,10 +144,14 @@ fn request(t: &Target, method: Method, path: &str, token: Option<&str>, body: Op
         }
         None => Bytes::new(),
     };
-    b.body(Full::new(body)).unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+    b.body(Full::new(body))
+        .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
 }
 
-async fn send(sender: &mut Sender, req: Request<Full<Bytes>>) -> anyhow::Result<(StatusCode, Bytes)> {
+async fn send(
+    sender: &mut Sender,
+    req: Request<Full<Bytes>>,
+) -> anyhow::Result<(StatusCode, Bytes)> {
     sender.ready().await?;
     let res = sender.send_request(req).await?;
     let status = res.status();
@@ -118,18 +160,30 @@ async fn send(sender: &mut Sender, req: Request<Full<Bytes>>) -> anyhow::Result<
 }
 
 /// Registers (409 is fine) and logs in `users` users; returns (login, access, refresh).
-async fn prepare_users(t: &Target, prefix: &str, users: usize) -> anyhow::Result<Vec<(String, String, String)>> {
+async fn prepare_users(
+    t: &Target,
+    prefix: &str,
+    users: usize,
+) -> anyhow::Result<Vec<(String, String, String)>> {
     let mut sender = connect(t).await?;
     let mut out = Vec::with_capacity(users);
     for i in 0..users {
         let name = format!("{prefix}{i}");
         let reg = json!({"email": format!("{name}@bench.example"), "username": name, "password": PASSWORD});
-        let (s, b) = send(&mut sender, request(t, Method::POST, "/api/v1/auth/register", None, Some(&reg))).await?;
+        let (s, b) = send(
+            &mut sender,
+            request(t, Method::POST, "/api/v1/auth/register", None, Some(&reg)),
+        )
+        .await?;
         if s != StatusCode::CREATED && s != StatusCode::CONFLICT {
             anyhow::bail!("register {name}: {s} {}", String::from_utf8_lossy(&b));
         }
         let login = json!({"login": name, "password": PASSWORD});
-        let (s, b) = send(&mut sender, request(t, Method::POST, "/api/v1/auth/login", None, Some(&login))).await?;
+        let (s, b) = send(
+            &mut sender,
+            request(t, Method::POST, "/api/v1/auth/login", None, Some(&login)),
+        )
+        .await?;
         if s != StatusCode::OK {
             anyhow::bail!("login {name}: {s} {}", String::from_utf8_lossy(&b));
         }
@@ -146,6 +200,7 @@ async fn prepare_users(t: &Target, prefix: &str, users: usize) -> anyhow::Result
 struct Shared {
     ok_per_second: Vec<AtomicU64>,
     failed: AtomicU64,
+    failed_per_phase: Vec<AtomicU64>,
 }
 
 #[tokio::main]
@@ -167,22 +222,45 @@ async fn main() -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         ok_per_second: (0..seconds).map(|_| AtomicU64::new(0)).collect(),
         failed: AtomicU64::new(0),
+        failed_per_phase: args.phases.iter().map(|_| AtomicU64::new(0)).collect(),
     });
+    let phases = Arc::new(args.phases.clone());
+    // Which phases contain a moment `sent`.
+    let phase_of = {
+        let phases = phases.clone();
+        move |sent: Instant| -> Vec<usize> {
+            let at = sent.saturating_duration_since(measure_from).as_secs_f64();
+            phases
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| at >= p.start && at < p.end)
+                .map(|(i, _)| i)
+                .collect()
+        }
+    };
     let mut tasks = Vec::new();
     for c in 0..args.connections {
         let (t, users, shared) = (t.clone(), users.clone(), shared.clone());
+        let (phase_of, phase_count) = (phase_of.clone(), phases.len());
         let scenario = args.scenario;
         tasks.push(tokio::spawn(async move {
             let mut hist = histogram();
-            let mut per_second: Vec<hdrhistogram::Histogram<u64>> = (0..seconds).map(|_| histogram()).collect();
+            let mut per_phase: Vec<hdrhistogram::Histogram<u64>> =
+                (0..phase_count).map(|_| histogram()).collect();
+            let mut per_second: Vec<hdrhistogram::Histogram<u64>> =
+                (0..seconds).map(|_| histogram()).collect();
             let mut sender = match connect(&t).await {
                 Ok(s) => s,
                 Err(_) => {
                     shared.failed.fetch_add(1, Ordering::Relaxed);
-                    return (hist, per_second);
+                    return (hist, per_second, per_phase);
                 }
             };
-            let mine = if users.is_empty() { None } else { Some(&users[c % users.len()]) };
+            let mine = if users.is_empty() {
+                None
+            } else {
+                Some(&users[c % users.len()])
+            };
             let mut refresh = mine.map(|u| u.2.clone()).unwrap_or_default();
             let mut n = 0usize;
             tokio::time::sleep_until(start.into()).await;
@@ -193,19 +271,48 @@ async fn main() -> anyhow::Result<()> {
                 }
                 n += 1;
                 let kind = match scenario {
-                    Scenario::Mixed => [Scenario::Session, Scenario::Me, Scenario::Session, Scenario::Refresh, Scenario::Me, Scenario::Session, Scenario::Login][n % 7],
+                    // Token checks, RPCs and token issuing; one argon2 login in 50 requests.
+                    Scenario::Mixed if n % 50 == 0 => Scenario::Login,
+                    Scenario::Mixed => [
+                        Scenario::Session,
+                        Scenario::Me,
+                        Scenario::Session,
+                        Scenario::Refresh,
+                        Scenario::Me,
+                        Scenario::Session,
+                    ][n % 6],
                     s => s,
                 };
                 let (req, expect) = match (kind, mine) {
-                    (Scenario::Hello, _) => (request(&t, Method::GET, "/", None, None), StatusCode::OK),
-                    (Scenario::Session, Some(u)) => (request(&t, Method::GET, "/api/v1/auth/session", Some(&u.1), None), StatusCode::OK),
-                    (Scenario::Me, Some(u)) => (request(&t, Method::GET, "/api/v1/users/me", Some(&u.1), None), StatusCode::OK),
+                    (Scenario::Hello, _) => {
+                        (request(&t, Method::GET, "/", None, None), StatusCode::OK)
+                    }
+                    (Scenario::Session, Some(u)) => (
+                        request(&t, Method::GET, "/api/v1/auth/session", Some(&u.1), None),
+                        StatusCode::OK,
+                    ),
+                    (Scenario::Me, Some(u)) => (
+                        request(&t, Method::GET, "/api/v1/users/me", Some(&u.1), None),
+                        StatusCode::OK,
+                    ),
                     (Scenario::Login, Some(u)) => (
-                        request(&t, Method::POST, "/api/v1/auth/login", None, Some(&json!({"login": u.0, "password": PASSWORD}))),
+                        request(
+                            &t,
+                            Method::POST,
+                            "/api/v1/auth/login",
+                            None,
+                            Some(&json!({"login": u.0, "password": PASSWORD})),
+                        ),
                         StatusCode::OK,
                     ),
                     (Scenario::Refresh, Some(_)) => (
-                        request(&t, Method::POST, "/api/v1/auth/refresh", None, Some(&json!({"refresh_token": refresh}))),
+                        request(
+                            &t,
+                            Method::POST,
+                            "/api/v1/auth/refresh",
+                            None,
+                            Some(&json!({"refresh_token": refresh})),
+                        ),
                         StatusCode::OK,
                     ),
                     _ => break,
@@ -225,6 +332,9 @@ async fn main() -> anyhow::Result<()> {
                         if measured {
                             let us = (took.as_micros() as u64).max(1);
                             let _ = hist.record(us);
+                            for p in phase_of(sent) {
+                                let _ = per_phase[p].record(us);
+                            }
                             let sec = (sent - measure_from).as_secs() as usize;
                             if sec < seconds {
                                 let _ = per_second[sec].record(us);
@@ -235,11 +345,17 @@ async fn main() -> anyhow::Result<()> {
                     Ok((status, body)) => {
                         if measured || sent >= measure_from {
                             shared.failed.fetch_add(1, Ordering::Relaxed);
+                            for p in phase_of(sent) {
+                                shared.failed_per_phase[p].fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                         eprintln!("unexpected {status}: {}", String::from_utf8_lossy(&body));
                     }
                     Err(e) => {
                         shared.failed.fetch_add(1, Ordering::Relaxed);
+                        for p in phase_of(sent) {
+                            shared.failed_per_phase[p].fetch_add(1, Ordering::Relaxed);
+                        }
                         eprintln!("transport error: {e}");
                         match connect(&t).await {
                             Ok(s) => sender = s,
@@ -248,25 +364,56 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
             }
-            (hist, per_second)
+            (hist, per_second, per_phase)
         }));
     }
     let mut total = histogram();
-    let mut per_second: Vec<hdrhistogram::Histogram<u64>> = (0..seconds).map(|_| histogram()).collect();
+    let mut per_second: Vec<hdrhistogram::Histogram<u64>> =
+        (0..seconds).map(|_| histogram()).collect();
+    let mut per_phase: Vec<hdrhistogram::Histogram<u64>> =
+        phases.iter().map(|_| histogram()).collect();
     for task in tasks {
-        let (h, ps) = task.await?;
+        let (h, ps, pp) = task.await?;
         let _ = total.add(&h);
         for (acc, s) in per_second.iter_mut().zip(ps.iter()) {
             let _ = acc.add(s);
         }
-    }
-    if args.per_second {
-        for (i, h) in per_second.iter().enumerate().take(measure.as_secs() as usize) {
-            println!("{}", json!({"second": i, "ok": h.len(), "p99_ms": h.value_at_quantile(0.99) as f64 / 1000.0}));
+        for (acc, s) in per_phase.iter_mut().zip(pp.iter()) {
+            let _ = acc.add(s);
         }
     }
-    let name = args.name.clone().unwrap_or_else(|| format!("{:?}", args.scenario).to_lowercase());
-    let r = report(&name, &total, shared.failed.load(Ordering::Relaxed), measure);
+    for ((p, h), failed) in phases
+        .iter()
+        .zip(per_phase.iter())
+        .zip(shared.failed_per_phase.iter())
+    {
+        let window = Duration::from_secs_f64(p.end.min(measure.as_secs_f64()) - p.start);
+        let mut r = report(&p.name, h, failed.load(Ordering::Relaxed), window);
+        r.name = format!("phase:{}", p.name);
+        println!("{}", serde_json::to_string(&r)?);
+    }
+    if args.per_second {
+        for (i, h) in per_second
+            .iter()
+            .enumerate()
+            .take(measure.as_secs() as usize)
+        {
+            println!(
+                "{}",
+                json!({"second": i, "ok": h.len(), "p99_ms": h.value_at_quantile(0.99) as f64 / 1000.0})
+            );
+        }
+    }
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{:?}", args.scenario).to_lowercase());
+    let r = report(
+        &name,
+        &total,
+        shared.failed.load(Ordering::Relaxed),
+        measure,
+    );
     println!("{}", serde_json::to_string(&r)?);
     Ok(())
 }

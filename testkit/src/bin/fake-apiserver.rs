@@ -7,6 +7,8 @@
 
 use std::path::PathBuf;
 
+use serde::Deserialize;
+
 use authstack_testkit::FakeApiServer;
 
 struct Args {
@@ -72,8 +74,12 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     for crd in &args.crds {
         let text = std::fs::read_to_string(crd)?;
-        for doc in text.split("\n---").filter(|d| !d.trim().is_empty()) {
-            server.install_crd(doc)?;
+        // Every YAML document of the file; comment-only or empty documents are skipped.
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_json::Value::deserialize(doc)?;
+            if !value.is_null() {
+                server.install_crd(&value)?;
+            }
         }
         tracing::info!(file = %crd.display(), "installed CRD");
     }

@@ -272,7 +272,7 @@ async fn main() -> anyhow::Result<()> {
                 n += 1;
                 let kind = match scenario {
                     // Token checks, RPCs and token issuing; one argon2 login in 50 requests.
-                    Scenario::Mixed if n % 50 == 0 => Scenario::Login,
+                    Scenario::Mixed if n.is_multiple_of(50) => Scenario::Login,
                     Scenario::Mixed => [
                         Scenario::Session,
                         Scenario::Me,

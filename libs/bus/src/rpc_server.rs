@@ -187,15 +187,23 @@ async fn session<H: RpcHandler>(
             while let Some(done) = in_flight.join_next().await {
                 if let Ok((tag, published)) = done {
                     if !published {
-                        let requeue = BasicNackOptions { multiple: false, requeue: true };
+                        let requeue = BasicNackOptions {
+                            multiple: false,
+                            requeue: true,
+                        };
                         let _ = channel.basic_nack(tag, requeue).await;
                     }
                     acks.complete(tag);
                 }
             }
         };
-        if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
-            tracing::warn!("in-flight requests still running after 10 s; abandoning them to redelivery");
+        if tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "in-flight requests still running after 10 s; abandoning them to redelivery"
+            );
         }
         let _ = acks.flush(&channel).await;
     }
@@ -274,7 +282,11 @@ fn deadline_passed(props: &BasicProperties) -> bool {
 
 /// Handles one delivery and publishes its reply; returns its tag and whether it may be acked
 /// (false: the reply could not be published, so the request must go back to the queue).
-async fn process<H: RpcHandler>(channel: Channel, handler: Arc<H>, delivery: Delivery) -> (u64, bool) {
+async fn process<H: RpcHandler>(
+    channel: Channel,
+    handler: Arc<H>,
+    delivery: Delivery,
+) -> (u64, bool) {
     let tag = delivery.delivery_tag;
     let started = Instant::now();
     let props = &delivery.properties;

@@ -18,21 +18,9 @@ pub struct Config {
     #[arg(long, env = "AUTH_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
-    /// RabbitMQ connection URL.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    pub amqp_url: String,
-
-    /// Durable queue the RPC requests arrive on (shared by all replicas).
-    #[arg(long, env = "AUTH_RPC_QUEUE", default_value = authstack_bus::DEFAULT_RPC_QUEUE)]
-    pub rpc_queue: String,
-
-    /// Topic exchange domain events are published to.
-    #[arg(long, env = "AUTH_EVENTS_EXCHANGE", default_value = authstack_bus::DEFAULT_EVENTS_EXCHANGE)]
-    pub events_exchange: String,
+    /// Broker connection and names (`AMQP_URL`, `AUTH_RPC_QUEUE`, `AUTH_EVENTS_EXCHANGE`).
+    #[command(flatten)]
+    pub broker: authstack_bus::BrokerArgs,
 
     /// Unacknowledged RPC requests per replica (bounds concurrent work).
     #[arg(long, env = "AUTH_RPC_PREFETCH", default_value_t = 64)]

@@ -63,31 +63,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("starting auth-svc")?;
     tokio::spawn(async move {
-        wait_for_signal().await;
+        authstack_telemetry::shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
         shutdown.cancel();
     });
     app.run_until_stopped().await;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -72,8 +72,8 @@ impl Application {
             None => Policy::default(),
         };
         let events = EventPublisher::start(
-            config.amqp_url.clone(),
-            config.events_exchange.clone(),
+            config.broker.amqp_url.clone(),
+            config.broker.events_exchange.clone(),
             format!("{}-events", config.instance_name),
             10_000,
             shutdown.clone(),
@@ -106,8 +106,8 @@ impl Application {
         spawn_housekeeping(service.clone(), shutdown.clone());
         let (server, run) = RpcServer::start(
             RpcServerConfig {
-                url: config.amqp_url.clone(),
-                queue: config.rpc_queue.clone(),
+                url: config.broker.amqp_url.clone(),
+                queue: config.broker.rpc_queue.clone(),
                 connection_name: config.instance_name.clone(),
                 prefetch: config.rpc_prefetch,
             },
@@ -133,7 +133,7 @@ impl Application {
                 tracing::error!(error = %e, "probe server failed");
             }
         });
-        tracing::info!(%http_addr, queue = %config.rpc_queue, "auth-svc started");
+        tracing::info!(%http_addr, queue = %config.broker.rpc_queue, "auth-svc started");
         Ok(Application {
             http_addr,
             pool,

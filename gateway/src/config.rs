@@ -13,21 +13,9 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// RabbitMQ connection URL.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    pub amqp_url: String,
-
-    /// Durable queue auth-svc consumes RPC requests from.
-    #[arg(long, env = "AUTH_RPC_QUEUE", default_value = authstack_bus::DEFAULT_RPC_QUEUE)]
-    pub rpc_queue: String,
-
-    /// Topic exchange auth-svc publishes events to.
-    #[arg(long, env = "AUTH_EVENTS_EXCHANGE", default_value = authstack_bus::DEFAULT_EVENTS_EXCHANGE)]
-    pub events_exchange: String,
+    /// Broker connection and names (`AMQP_URL`, `AUTH_RPC_QUEUE`, `AUTH_EVENTS_EXCHANGE`).
+    #[command(flatten)]
+    pub broker: authstack_bus::BrokerArgs,
 
     /// Required `iss` of access tokens (also announced in the OpenID configuration).
     #[arg(long, env = "AUTH_ISSUER", default_value = "http://127.0.0.1:8080")]

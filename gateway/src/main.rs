@@ -17,25 +17,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting the gateway")?;
     tokio::spawn(async move {
-        wait_for_signal().await;
+        authstack_telemetry::shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
         shutdown.cancel();
     });
     app.run_until_stopped().await.context("serving")?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = ctrl_c.await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
 }

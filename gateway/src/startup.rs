@@ -27,16 +27,16 @@ impl Application {
         let metrics = authstack_telemetry::metrics();
         let rpc = RpcClient::start(
             RpcClientConfig {
-                url: config.amqp_url.clone(),
-                queue: config.rpc_queue.clone(),
+                url: config.broker.amqp_url.clone(),
+                queue: config.broker.rpc_queue.clone(),
                 connection_name: format!("{}-rpc", config.instance_name),
                 consumer_check_interval: Duration::from_millis(500),
             },
             shutdown.clone(),
         );
         let events = EventSubscriber::start(
-            config.amqp_url.clone(),
-            config.events_exchange.clone(),
+            config.broker.amqp_url.clone(),
+            config.broker.events_exchange.clone(),
             vec!["keys.*".to_owned()],
             format!("{}-events", config.instance_name),
             shutdown.clone(),

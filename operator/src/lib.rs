@@ -36,39 +36,11 @@ use builders::meta::MANAGER;
 pub async fn run(config: Config) -> Result<()> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        authstack_telemetry::shutdown_signal().await;
         tracing::info!("shutdown requested");
         let _ = tx.send(true);
     });
     run_until(config, rx).await
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }
 
 /// Runs the operator until `shutdown` turns true.

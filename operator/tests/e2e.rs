@@ -865,19 +865,7 @@ async fn kubectl_plugin_status_rotate_and_revoke() {
         .unwrap()
         .kid
         .clone();
-    let plugin = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-authstack"))
-            .args(args)
-            .env_clear()
-            .env("KUBECONFIG", &h.kubeconfig)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let plugin = |args: &[&str]| h.plugin(args);
 
     let (ok, out, err) = plugin(&["status", "demo", "-n", NS]);
     assert!(ok, "{err}");

@@ -41,18 +41,9 @@ fn kid_of(token: &str) -> String {
 }
 
 fn plugin(h: &Harness, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-authstack"))
-        .args(args)
-        .env_clear()
-        .env("KUBECONFIG", &h.kubeconfig)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "plugin {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let (ok, out, err) = h.plugin(args);
+    assert!(ok, "plugin {args:?}: {err}");
+    out
 }
 
 /// Shared by the traffic workers.
@@ -229,8 +220,8 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
     let (queue, exchange) = (format!("e2e.rpc.{id}"), format!("e2e.events.{id}"));
     for (i, dir) in dirs.iter().enumerate() {
         let mut c = auth_svc::Config::with_defaults(&db.url, dir.clone());
-        c.rpc_queue = queue.clone();
-        c.events_exchange = exchange.clone();
+        c.broker.rpc_queue = queue.clone();
+        c.broker.events_exchange = exchange.clone();
         c.issuer = ISSUER.into();
         c.access_token_ttl = 60;
         c.http_listen = "127.0.0.1:0".parse().unwrap();
@@ -244,8 +235,8 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
     }
     let mut g = gateway::Config::with_defaults();
     g.listen = "127.0.0.1:0".parse().unwrap();
-    g.rpc_queue = queue.clone();
-    g.events_exchange = exchange.clone();
+    g.broker.rpc_queue = queue.clone();
+    g.broker.events_exchange = exchange.clone();
     g.issuer = ISSUER.into();
     let gw = gateway::Application::build(g, shutdown.clone())
         .await

@@ -197,14 +197,7 @@ impl AuthService {
         req: Request<'_>,
     ) -> Result<RpcReply, ServiceError> {
         self.require_admin(req).await?;
-        let row: Option<AccountRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            account_columns!(),
-            " FROM auth.accounts WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = self.account(id).await?;
         row.map(|r| RpcReply::ok(&Account::from(r)))
             .ok_or_else(not_found)
     }

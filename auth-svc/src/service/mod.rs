@@ -268,21 +268,25 @@ impl AuthService {
             .ok_or_else(|| fail(ErrorCode::InvalidToken, "authentication required"))
     }
 
-    /// The caller's account, which must exist and be enabled.
-    pub(crate) async fn active_caller(
-        &self,
-        ctx: &CallContext,
-    ) -> Result<AccountRow, ServiceError> {
-        let id = Self::caller(ctx)?;
-        let row: Option<AccountRow> = sqlx::query_as(concat!(
+    /// One account by id.
+    pub(crate) async fn account(&self, id: Uuid) -> Result<Option<AccountRow>, sqlx::Error> {
+        sqlx::query_as(concat!(
             "SELECT ",
             account_columns!(),
             " FROM auth.accounts WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
-        match row {
+        .await
+    }
+
+    /// The caller's account, which must exist and be enabled.
+    pub(crate) async fn active_caller(
+        &self,
+        ctx: &CallContext,
+    ) -> Result<AccountRow, ServiceError> {
+        let id = Self::caller(ctx)?;
+        match self.account(id).await? {
             None => Err(fail(ErrorCode::NotFound, "account not found")),
             Some(r) if r.disabled => Err(fail(ErrorCode::Forbidden, "account is disabled")),
             Some(r) => Ok(r),

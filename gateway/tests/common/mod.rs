@@ -149,9 +149,9 @@ impl TestApp {
         // The gateway first, so its port (and so the issuer) is known.
         let mut gw_config = gateway::Config::with_defaults();
         gw_config.listen = "127.0.0.1:0".parse().unwrap();
-        gw_config.amqp_url = options.amqp_url.clone();
-        gw_config.rpc_queue = queue.clone();
-        gw_config.events_exchange = exchange.clone();
+        gw_config.broker.amqp_url = options.amqp_url.clone();
+        gw_config.broker.rpc_queue = queue.clone();
+        gw_config.broker.events_exchange = exchange.clone();
         gw_config.rpc_timeout_ms = options.rpc_timeout_ms;
         gw_config.max_body_bytes = options.max_body_bytes;
         gw_config.issuer = "http://authstack.test".into();
@@ -189,9 +189,9 @@ impl TestApp {
     pub fn auth_config(&self, name: &str) -> auth_svc::Config {
         let mut c =
             auth_svc::Config::with_defaults(&self.database_url, self.key_dir.path().to_path_buf());
-        c.amqp_url = self.options.amqp_url.clone();
-        c.rpc_queue = self.queue.clone();
-        c.events_exchange = self.exchange.clone();
+        c.broker.amqp_url = self.options.amqp_url.clone();
+        c.broker.rpc_queue = self.queue.clone();
+        c.broker.events_exchange = self.exchange.clone();
         c.issuer = "http://authstack.test".into();
         c.http_listen = "127.0.0.1:0".parse().unwrap();
         c.lockout_threshold = self.options.lockout_threshold;

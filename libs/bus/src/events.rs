@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use authstack_protocol::Event;
 use futures::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -17,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::BusError;
 use crate::supervise::{connection_failed, supervise};
+use crate::topology;
 
 async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), BusError> {
     channel
@@ -208,17 +206,11 @@ async fn subscribe_session(
     let (exchange, keys) = &*config;
     let channel = conn.create_channel().await?;
     declare_exchange(&channel, exchange).await?;
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions::exclusive().auto_delete(),
-            FieldTable::default(),
-        )
-        .await?;
+    let (queue, mut consumer) = topology::private_queue(&channel).await?;
     for key in keys {
         channel
             .queue_bind(
-                queue.name().clone(),
+                queue.clone(),
                 exchange.as_str().into(),
                 key.as_str().into(),
                 QueueBindOptions::default(),
@@ -226,18 +218,6 @@ async fn subscribe_session(
             )
             .await?;
     }
-    let mut consumer = channel
-        .basic_consume(
-            queue.name().clone(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
     sessions.send_modify(|n| *n += 1);
     let failure = connection_failed(&conn);
     tokio::pin!(failure);

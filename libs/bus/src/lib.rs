@@ -14,6 +14,7 @@ pub mod events;
 pub mod rpc_client;
 pub mod rpc_server;
 mod supervise;
+mod topology;
 
 pub use events::{EventPublisher, EventSubscriber};
 pub use rpc_client::{RpcClient, RpcClientConfig};
@@ -33,6 +34,25 @@ pub enum BusError {
     /// The connection was lost.
     #[error("connection lost: {0}")]
     Lost(String),
+}
+
+/// Broker settings shared by auth-svc and the gateway (flattened into their configurations, so
+/// both sides read the same variables with the same defaults).
+#[derive(Debug, Clone, clap::Args)]
+pub struct BrokerArgs {
+    /// RabbitMQ connection URL (`amqps://` for TLS).
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+    /// Durable queue of RPC requests, shared by every auth-svc replica.
+    #[arg(long, env = "AUTH_RPC_QUEUE", default_value = DEFAULT_RPC_QUEUE)]
+    pub rpc_queue: String,
+    /// Topic exchange of domain events.
+    #[arg(long, env = "AUTH_EVENTS_EXCHANGE", default_value = DEFAULT_EVENTS_EXCHANGE)]
+    pub events_exchange: String,
 }
 
 /// Default durable queue for RPC requests.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use authstack_protocol::rpc::{RpcReply, RpcRequest};
 use authstack_protocol::{ErrorBody, ErrorCode};
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use serde_json::value::RawValue;
@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::BusError;
 use crate::supervise::{connection_failed, supervise};
+use crate::topology;
 
 /// Header carrying the caller's deadline (milliseconds since the Unix epoch).
 pub const DEADLINE_HEADER: &str = "x-deadline-ms";
@@ -113,37 +114,13 @@ impl RpcClient {
     async fn session(self, conn: Arc<Connection>) -> Result<(), BusError> {
         let inner = &self.inner;
         let channel = conn.create_channel().await?;
-        channel
-            .queue_declare(
-                inner.config.queue.as_str().into(),
-                QueueDeclareOptions::durable(),
-                FieldTable::default(),
-            )
-            .await?;
-        let reply = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions::exclusive().auto_delete(),
-                FieldTable::default(),
-            )
-            .await?;
-        let mut replies = channel
-            .basic_consume(
-                reply.name().clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    exclusive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        topology::rpc_queue(&channel, &inner.config.queue).await?;
+        let (reply_queue, mut replies) = topology::private_queue(&channel).await?;
         let check_channel = conn.create_channel().await?;
         if let Ok(mut live) = inner.live.write() {
             *live = Some(Live {
                 channel,
-                reply_queue: reply.name().clone(),
+                reply_queue,
             });
         }
         let result = tokio::select! {
@@ -172,16 +149,8 @@ impl RpcClient {
     }
 
     async fn check_consumers(&self, channel: Channel) -> BusError {
-        let queue: ShortString = self.inner.config.queue.as_str().into();
         loop {
-            match channel
-                .queue_declare(
-                    queue.clone(),
-                    QueueDeclareOptions::durable(),
-                    FieldTable::default(),
-                )
-                .await
-            {
+            match topology::rpc_queue(&channel, &self.inner.config.queue).await {
                 Ok(q) => {
                     let available = q.consumer_count() > 0;
                     let was = self
@@ -195,7 +164,7 @@ impl RpcClient {
                         );
                     }
                 }
-                Err(e) => return BusError::Amqp(e),
+                Err(e) => return e,
             }
             tokio::time::sleep(self.inner.config.consumer_check_interval).await;
         }

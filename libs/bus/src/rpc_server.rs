@@ -23,7 +23,7 @@ use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, QueueDeclareOptions,
+    BasicPublishOptions, BasicQosOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::BusError;
 use crate::rpc_client::DEADLINE_HEADER;
 use crate::supervise::{connection_failed, supervise};
+use crate::topology;
 
 /// One request as the handler sees it.
 #[derive(Debug)]
@@ -117,13 +118,7 @@ async fn session<H: RpcHandler>(
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await?;
-    channel
-        .queue_declare(
-            config.queue.as_str().into(),
-            QueueDeclareOptions::durable(),
-            FieldTable::default(),
-        )
-        .await?;
+    topology::rpc_queue(&channel, &config.queue).await?;
     let tag = format!("{}-{}", config.connection_name, std::process::id());
     let mut consumer = channel
         .basic_consume(

@@ -1,4 +1,4 @@
-//! Logging and metrics set-up shared by every AuthStack binary.
+//! Logging, metrics and the shutdown signal, shared by every AuthStack binary.
 //!
 //! Logs go through `tracing`: human-readable text by default, one JSON object per line when
 //! `LOG_FORMAT=json` (what the container images set). `RUST_LOG` filters as usual.
@@ -78,6 +78,34 @@ pub fn metrics() -> Metrics {
         }
     });
     Metrics(handle.clone())
+}
+
+/// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }
 
 #[cfg(test)]

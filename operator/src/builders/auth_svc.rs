@@ -1,22 +1,17 @@
 //! The auth-svc Deployment.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PodSpec,
-    PodTemplateSpec, Probe, SecretVolumeSource, TopologySpreadConstraint, Volume, VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PodSpec, Probe,
+    SecretVolumeSource, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::meta::{
-    CONFIG_HASH_ANNOTATION, Component, Names, labels, object_meta, pod_selector, short_hash,
-};
-use super::{container_security, env, env_from_secret, pod_security, resources_or};
+use super::meta::{Component, Names, object_meta, pod_selector, short_hash};
+use super::{container_security, env, env_from_secret, pod_template, resources_or};
 use crate::settings::{BackingService, Settings};
 
 /// Port of auth-svc's health, readiness and metrics endpoints.
@@ -216,22 +211,19 @@ pub fn deployment(s: &Settings, urls: &UrlFingerprints) -> Deployment {
             replicas: Some(s.auth.replicas),
             selector: pod_selector(names, Component::AuthSvc),
             strategy: Some(rolling_update()),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(names, Component::AuthSvc)),
-                    annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), hash)])),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(name),
-                    automount_service_account_token: Some(false),
-                    security_context: Some(pod_security(UID)),
+            template: pod_template(
+                names,
+                Component::AuthSvc,
+                name,
+                hash,
+                UID,
+                PodSpec {
                     containers: vec![container],
                     volumes: Some(vec![keys, tmp]),
                     topology_spread_constraints: Some(spread(names, Component::AuthSvc)),
                     ..PodSpec::default()
-                }),
-            },
+                },
+            ),
             ..DeploymentSpec::default()
         }),
         status: None,
@@ -241,6 +233,7 @@ pub fn deployment(s: &Settings, urls: &UrlFingerprints) -> Deployment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builders::meta::CONFIG_HASH_ANNOTATION;
     use crate::builders::test_support::{
         container, env_secret, env_value, settings, settings_with,
     };

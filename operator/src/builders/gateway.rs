@@ -1,23 +1,18 @@
 //! The gateway Deployment and Service. The gateway never mounts the private key Secret: it
 //! gets the public keys from auth-svc over RPC.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec,
+    Container, ContainerPort, EnvVar, PodSpec, Service, ServicePort, ServiceSpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::auth_svc::{
     EVENTS_EXCHANGE, RPC_QUEUE, UID, UrlFingerprints, config_hash, http_probe, rolling_update,
     spread, tmp_volume, url_source,
 };
-use super::meta::{
-    CONFIG_HASH_ANNOTATION, Component, labels, object_meta, pod_selector, selector_labels,
-};
-use super::{container_security, env, env_from_secret, pod_security, resources_or};
+use super::meta::{Component, object_meta, pod_selector, selector_labels};
+use super::{container_security, env, env_from_secret, pod_template, resources_or};
 use crate::crd::ServiceType;
 use crate::settings::Settings;
 
@@ -88,22 +83,19 @@ pub fn deployment(s: &Settings, urls: &UrlFingerprints) -> Deployment {
             replicas: Some(s.gateway.replicas),
             selector: pod_selector(names, Component::Gateway),
             strategy: Some(rolling_update()),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(names, Component::Gateway)),
-                    annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), hash)])),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(name),
-                    automount_service_account_token: Some(false),
-                    security_context: Some(pod_security(UID)),
+            template: pod_template(
+                names,
+                Component::Gateway,
+                name,
+                hash,
+                UID,
+                PodSpec {
                     containers: vec![container],
                     volumes: Some(vec![tmp]),
                     topology_spread_constraints: Some(spread(names, Component::Gateway)),
                     ..PodSpec::default()
-                }),
-            },
+                },
+            ),
             ..DeploymentSpec::default()
         }),
         status: None,

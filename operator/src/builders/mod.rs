@@ -50,6 +50,35 @@ pub(crate) fn env_from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
 }
 
 /// Pod security context: non-root with a fixed uid/gid and `fsGroup`, seccomp RuntimeDefault.
+/// The pod template every workload shares: its component's labels, the config-hash annotation
+/// (a change rolls the pods), its own ServiceAccount without an API token, and non-root pod
+/// security. `spec` supplies the rest (containers, volumes, ...).
+pub(crate) fn pod_template(
+    names: &meta::Names,
+    c: meta::Component,
+    service_account: String,
+    config_hash: String,
+    uid: i64,
+    spec: k8s_openapi::api::core::v1::PodSpec,
+) -> k8s_openapi::api::core::v1::PodTemplateSpec {
+    k8s_openapi::api::core::v1::PodTemplateSpec {
+        metadata: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            labels: Some(meta::labels(names, c)),
+            annotations: Some(std::collections::BTreeMap::from([(
+                meta::CONFIG_HASH_ANNOTATION.to_owned(),
+                config_hash,
+            )])),
+            ..Default::default()
+        }),
+        spec: Some(k8s_openapi::api::core::v1::PodSpec {
+            service_account_name: Some(service_account),
+            automount_service_account_token: Some(false),
+            security_context: Some(pod_security(uid)),
+            ..spec
+        }),
+    }
+}
+
 pub(crate) fn pod_security(uid: i64) -> PodSecurityContext {
     PodSecurityContext {
         run_as_non_root: Some(true),

@@ -7,17 +7,15 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, ExecAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe, Service, ServicePort, ServiceSpec,
-    Volume, VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaimSpec, PodSpec, Probe, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::meta::{
-    CONFIG_HASH_ANNOTATION, Component, labels, object_meta, pod_selector, selector_labels,
-};
-use super::{container_security, env, env_from_secret, pod_security, resources_or};
+use super::meta::{Component, object_meta, pod_selector, selector_labels};
+use super::{container_security, env, env_from_secret, pod_template, resources_or};
 use crate::crd::ManagedSpec;
 use crate::settings::{POSTGRES_IMAGE, Settings};
 
@@ -131,25 +129,19 @@ pub fn stateful_set(s: &Settings, m: &ManagedSpec, config_hash: &str) -> Statefu
             service_name: Some(name.clone()),
             selector: pod_selector(names, Component::Postgres),
             persistent_volume_claim_retention_policy: Some(retain_claims()),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(names, Component::Postgres)),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_HASH_ANNOTATION.to_owned(),
-                        config_hash.to_owned(),
-                    )])),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(name),
-                    automount_service_account_token: Some(false),
-                    security_context: Some(pod_security(UID)),
+            template: pod_template(
+                names,
+                Component::Postgres,
+                name,
+                config_hash.to_owned(),
+                UID,
+                PodSpec {
                     termination_grace_period_seconds: Some(60),
                     containers: vec![container],
                     volumes: Some(vec![empty_dir("run"), empty_dir("tmp")]),
                     ..PodSpec::default()
-                }),
-            },
+                },
+            ),
             volume_claim_templates: Some(vec![data_claim(m)]),
             ..StatefulSetSpec::default()
         }),
@@ -194,6 +186,7 @@ pub(crate) fn headless_service(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builders::meta::CONFIG_HASH_ANNOTATION;
     use crate::builders::test_support::{container, env_secret, env_value, settings};
     use crate::settings::BackingService;
 

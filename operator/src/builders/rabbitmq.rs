@@ -1,17 +1,14 @@
 //! The managed RabbitMQ: a one-replica StatefulSet and its Service.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, ExecAction, PodSpec, PodTemplateSpec, Probe,
-    Service, Volume, VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, ExecAction, PodSpec, Probe, Service, Volume,
+    VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::meta::{CONFIG_HASH_ANNOTATION, Component, labels, object_meta, pod_selector};
+use super::meta::{Component, object_meta, pod_selector};
 use super::postgres::{data_claim, headless_service, retain_claims};
-use super::{container_security, env_from_secret, pod_security, resources_or};
+use super::{container_security, env_from_secret, pod_template, resources_or};
 use crate::crd::ManagedSpec;
 use crate::settings::{RABBITMQ_IMAGE, Settings};
 
@@ -83,19 +80,13 @@ pub fn stateful_set(s: &Settings, m: &ManagedSpec, config_hash: &str) -> Statefu
             service_name: Some(name.clone()),
             selector: pod_selector(names, Component::Rabbitmq),
             persistent_volume_claim_retention_policy: Some(retain_claims()),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(names, Component::Rabbitmq)),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_HASH_ANNOTATION.to_owned(),
-                        config_hash.to_owned(),
-                    )])),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(name),
-                    automount_service_account_token: Some(false),
-                    security_context: Some(pod_security(UID)),
+            template: pod_template(
+                names,
+                Component::Rabbitmq,
+                name,
+                config_hash.to_owned(),
+                UID,
+                PodSpec {
                     termination_grace_period_seconds: Some(60),
                     containers: vec![container],
                     volumes: Some(vec![Volume {
@@ -104,8 +95,8 @@ pub fn stateful_set(s: &Settings, m: &ManagedSpec, config_hash: &str) -> Statefu
                         ..Volume::default()
                     }]),
                     ..PodSpec::default()
-                }),
-            },
+                },
+            ),
             volume_claim_templates: Some(vec![data_claim(m)]),
             ..StatefulSetSpec::default()
         }),

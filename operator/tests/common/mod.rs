@@ -89,6 +89,21 @@ impl Harness {
         Operator { child, port, log }
     }
 
+    /// Runs `kubectl-authstack` against this world; returns (success, stdout, stderr).
+    pub fn plugin(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-authstack"))
+            .args(args)
+            .env_clear()
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub fn stacks(&self, ns: &str) -> Api<AuthStack> {
         Api::namespaced(self.client.clone(), ns)
     }

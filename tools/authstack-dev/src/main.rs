@@ -136,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
                 .context("connecting to the Kubernetes API")?;
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
+                authstack_telemetry::shutdown_signal().await;
                 let _ = stop_tx.send(true);
             });
             let volume = authstack_dev::kubelet::SecretVolume {

@@ -1,0 +1,43 @@
+//! Queue declarations shared by the clients and servers, so every side declares them alike.
+
+use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{Channel, Consumer, Queue};
+
+use crate::BusError;
+
+/// Declares the durable RPC request queue (idempotent; also returns its consumer count).
+pub(crate) async fn rpc_queue(channel: &Channel, name: &str) -> Result<Queue, BusError> {
+    Ok(channel
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await?)
+}
+
+/// Declares a server-named, exclusive, auto-deleted queue for this connection and consumes it
+/// without acknowledgements (replies and events: losing them with the connection is fine).
+pub(crate) async fn private_queue(channel: &Channel) -> Result<(ShortString, Consumer), BusError> {
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions::exclusive().auto_delete(),
+            FieldTable::default(),
+        )
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((queue.name().clone(), consumer))
+}

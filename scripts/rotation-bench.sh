@@ -14,7 +14,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 P=${PROPAGATION_DELAY:-10s}
-LAGS=(${KUBELET_LAGS_MS:-1000 3000})
+read -r -a LAGS <<< "${KUBELET_LAGS_MS:-1000 3000}"
 CONNS=${CONNECTIONS:-32}
 BEFORE=${BEFORE:-15}
 AFTER=${AFTER:-15}

@@ -11,6 +11,7 @@ use authstack_bus::CancellationToken;
 use authstack_keyring::SigningAlgorithm;
 use authstack_keyring::material::generate;
 use authstack_keyring::rotation::{self, RotationPolicy, RotationRequest};
+use authstack_protocol::EventKind;
 use authstack_testkit::tcp_proxy::TcpProxy;
 use common::*;
 use reqwest::StatusCode;
@@ -252,4 +253,89 @@ async fn tokens_verify_with_the_published_jwks_and_discovery() {
         );
         app.teardown().await;
     }
+}
+
+#[tokio::test]
+async fn every_state_change_is_published_as_an_event() {
+    let app = TestApp::spawn_with(Options {
+        replicas: 1,
+        ..Options::default()
+    })
+    .await;
+    let shutdown = CancellationToken::new();
+    let events = authstack_bus::EventSubscriber::start(
+        amqp_url(),
+        app.exchange.clone(),
+        vec!["#".into()],
+        "event-test".into(),
+        shutdown.clone(),
+    );
+    let mut rx = events.subscribe();
+    let mut sessions = events.sessions();
+    tokio::time::timeout(Duration::from_secs(10), sessions.wait_for(|n| *n > 0))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let (account, token, refresh) = app.user("vic").await;
+    let id = account["id"].as_str().unwrap().to_owned();
+    app.send(
+        reqwest::Method::PATCH,
+        "/api/v1/users/me",
+        Some(serde_json::json!({"display_name": "V"})),
+        Some(&token),
+    )
+    .await;
+    app.post(
+        "/api/v1/auth/logout",
+        serde_json::json!({"refresh_token": refresh}),
+        Some(&token),
+    )
+    .await;
+    app.send(
+        reqwest::Method::POST,
+        "/api/v1/auth/logout-all",
+        None,
+        Some(&token),
+    )
+    .await;
+    app.send(
+        reqwest::Method::DELETE,
+        "/api/v1/users/me",
+        None,
+        Some(&token),
+    )
+    .await;
+
+    let expected = [
+        EventKind::AccountRegistered,
+        EventKind::AccountLoggedIn,
+        EventKind::AccountUpdated,
+        EventKind::AccountLoggedOut,
+        EventKind::SessionRevoked,
+        EventKind::AccountDeleted,
+    ];
+    let mut seen = Vec::new();
+    while seen.len() < expected.len() {
+        let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("event")
+            .unwrap();
+        if event.kind == EventKind::KeysRotated {
+            continue;
+        }
+        assert_eq!(
+            event.account_id.map(|a| a.to_string()),
+            Some(id.clone()),
+            "{event:?}"
+        );
+        assert!(
+            !event.data.to_string().contains("correct horse"),
+            "events never carry secrets"
+        );
+        seen.push(event.kind);
+    }
+    assert_eq!(seen, expected);
+    shutdown.cancel();
+    app.teardown().await;
 }

@@ -40,6 +40,8 @@ pub struct Options {
     pub lockout_threshold: u32,
     /// Lockout duration in seconds.
     pub lockout_duration: u64,
+    /// Failed logins per client address before it is locked.
+    pub address_lockout_threshold: u32,
     /// Refresh reuse grace in seconds.
     pub reuse_grace: u64,
     /// Signing algorithm of the key ring.
@@ -56,6 +58,7 @@ impl Default for Options {
             rpc_timeout_ms: 5000,
             lockout_threshold: 5,
             lockout_duration: 60,
+            address_lockout_threshold: 50,
             reuse_grace: 0,
             algorithm: SigningAlgorithm::EdDSA,
             max_body_bytes: 16 * 1024,
@@ -196,6 +199,7 @@ impl TestApp {
         c.http_listen = "127.0.0.1:0".parse().unwrap();
         c.lockout_threshold = self.options.lockout_threshold;
         c.lockout_duration = self.options.lockout_duration;
+        c.address_lockout_threshold = self.options.address_lockout_threshold;
         c.refresh_reuse_grace = self.options.reuse_grace;
         c.key_poll_ms = 200;
         c.instance_name = name.into();

@@ -1,4 +1,5 @@
-//! A redelivered RPC request is applied once, against the real PostgreSQL server.
+//! The service library against the real PostgreSQL server: idempotent redelivery, concurrent
+//! migrations, rehashing on login.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,19 @@ use authstack_protocol::rpc::{
 use authstack_testkit::postgres::TestDatabase;
 
 async fn service(db: &TestDatabase, shutdown: &CancellationToken) -> Arc<AuthService> {
+    service_with(
+        db,
+        shutdown,
+        PasswordHasherPool::new(8192, 1, 1, 2).unwrap(),
+    )
+    .await
+}
+
+async fn service_with(
+    db: &TestDatabase,
+    shutdown: &CancellationToken,
+    hasher: PasswordHasherPool,
+) -> Arc<AuthService> {
     let pool = auth_svc::db::connect_and_migrate(&db.url, 8, Duration::from_secs(10))
         .await
         .unwrap();
@@ -35,7 +49,7 @@ async fn service(db: &TestDatabase, shutdown: &CancellationToken) -> Arc<AuthSer
     );
     AuthService::new(
         pool,
-        PasswordHasherPool::new(8192, 1, 1, 2).unwrap(),
+        hasher,
         KeyStore::fixed(&ring).unwrap(),
         ServiceSettings {
             tokens: AccessTokenSettings {
@@ -153,6 +167,64 @@ async fn a_redelivery_racing_its_first_delivery_is_applied_once() {
         .await
         .unwrap();
     assert_eq!(accounts, 10);
+    pool.close().await;
+    shutdown.cancel();
+    db.drop_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn replicas_starting_together_migrate_once() {
+    let db = TestDatabase::create().await.unwrap();
+    let starts =
+        (0..4).map(|_| auth_svc::db::connect_and_migrate(&db.url, 2, Duration::from_secs(10)));
+    for pool in futures::future::join_all(starts).await {
+        pool.expect("every replica starts").close().await;
+    }
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let applied: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM auth._sqlx_migrations WHERE success")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(applied, 1);
+    pool.close().await;
+    db.drop_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn login_rehashes_a_password_stored_with_old_parameters() {
+    let db = TestDatabase::create().await.unwrap();
+    let shutdown = CancellationToken::new();
+    let old = service_with(
+        &db,
+        &shutdown,
+        PasswordHasherPool::new(8192, 1, 1, 2).unwrap(),
+    )
+    .await;
+    result(old.handle(call(&register("rae"), "r-1", false)).await).unwrap();
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let hash = || async {
+        sqlx::query_scalar::<_, String>("SELECT password_hash FROM auth.credentials")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert!(hash().await.contains("m=8192,t=1,p=1"));
+
+    // The operator raised the argon2 cost: the next successful login upgrades the stored hash.
+    let new = service_with(
+        &db,
+        &shutdown,
+        PasswordHasherPool::new(19_456, 2, 1, 2).unwrap(),
+    )
+    .await;
+    let login = Call::Login(LoginParams {
+        login: "rae".into(),
+        password: "correct horse battery".into(),
+    });
+    result(new.handle(call(&login, "r-2", false)).await).unwrap();
+    assert!(hash().await.contains("m=19456,t=2,p=1"), "{}", hash().await);
+    result(new.handle(call(&login, "r-3", false)).await).unwrap();
     pool.close().await;
     shutdown.cancel();
     db.drop_database().await.unwrap();

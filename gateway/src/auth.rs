@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use authstack_keyring::jwt::{TokenVerifier, VerifyError};
+use authstack_keyring::jwt::VerifyError;
 use authstack_protocol::model::ROLE_ADMIN;
 use authstack_protocol::rpc::CallContext;
 use authstack_protocol::{AccessClaims, ErrorCode};
@@ -209,9 +209,4 @@ impl FromRequestParts<AppState> for Admin {
         }
         Ok(Admin(caller))
     }
-}
-
-/// The `kid` a token claims, for logs (unverified).
-pub fn peek_kid(token: &str) -> Option<String> {
-    TokenVerifier::peek_kid(token).ok()
 }

@@ -33,8 +33,8 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Verified access tokens kept in memory (0 disables the cache).
-    #[arg(long, env = "GATEWAY_TOKEN_CACHE_CAPACITY", default_value_t = 100_000)]
+    /// Verified access tokens kept in memory (about 1 KiB each; 0 disables the cache).
+    #[arg(long, env = "GATEWAY_TOKEN_CACHE_CAPACITY", default_value_t = 20_000)]
     pub token_cache_capacity: usize,
 
     /// Allowed clock skew in seconds when checking `exp` and `nbf`.

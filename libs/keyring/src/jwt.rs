@@ -176,15 +176,6 @@ impl TokenVerifier {
         self.keys.keys().map(String::as_str)
     }
 
-    /// Reads the `kid` of a token without verifying anything.
-    pub fn peek_kid(token: &str) -> Result<String, VerifyError> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| VerifyError::Malformed(e.to_string()))?;
-        header
-            .kid
-            .ok_or_else(|| VerifyError::Malformed("no `kid` header".into()))
-    }
-
     /// Verifies signature, algorithm, `typ`, issuer, audience, expiry and not-before.
     pub fn verify<T: DeserializeOwned>(&self, token: &str) -> Result<Verified<T>, VerifyError> {
         let header = jsonwebtoken::decode_header(token)

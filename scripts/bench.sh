@@ -43,7 +43,11 @@ for i in 1 2; do
   AUTH_HTTP_LISTEN="127.0.0.1:$(free_port)" AUTH_INSTANCE_NAME="bench-auth-$i" "$bin/auth-svc" >"$work/auth-$i.log" 2>&1 & pids+=($!)
 done
 "$bin/gateway" >"$work/gateway.log" 2>&1 & pids+=($!)
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$gw_port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+# A second gateway on the same auth-svc replicas with RabbitMQ's direct reply-to, to compare.
+direct_port=$(free_port)
+GATEWAY_LISTEN="127.0.0.1:$direct_port" GATEWAY_RPC_REPLY_MODE=direct GATEWAY_INSTANCE_NAME=gateway-direct \
+  "$bin/gateway" >"$work/gateway-direct.log" 2>&1 & pids+=($!)
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$gw_port/readyz" >/dev/null 2>&1 && curl -fs "http://127.0.0.1:$direct_port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 for _ in $(seq 1 50); do
   code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' -d '{"login":"","password":""}' "http://127.0.0.1:$gw_port/api/v1/auth/login")
   [ "$code" != 503 ] && break; sleep 0.1
@@ -67,6 +71,7 @@ for round in $(seq 1 "${BENCH_ROUNDS:-3}"); do
   run "session#$round" session "$gw" "$CONNS" --users 64
 done
 run users-me me "$gw" "${ME_CONNECTIONS:-32}" --users 64
+run users-me-direct me "http://127.0.0.1:$direct_port" "${ME_CONNECTIONS:-32}" --users 64
 run refresh refresh "$gw" "$CONNS" --users 64
 echo "[bench] argon2id raw verify rate (${DURATION}s)" >&2
 "$bin/argon2-rate" --seconds "$DURATION" >>"$results"
@@ -98,6 +103,8 @@ print(f'{"GET /api/v1/auth/session":<28} {fmt(s)}   {ratio:.2f}x baseline (>= 0.
 print(f'{"":<28} (medians of rounds: baseline {hello["rounds"]}, session {s["rounds"]} req/s)')
 m = rows["users-me"]; checks.append(m["rps"] >= 5000 and m["p99_ms"] < 20)
 print(f'{"GET /api/v1/users/me":<28} {fmt(m)}   >= 5000/s, p99 < 20 ms {"PASS" if checks[-1] else "FAIL"}')
+md = rows["users-me-direct"]
+print(f'{"  same, direct reply-to":<28} {fmt(md)}   {md["rps"] / m["rps"]:.2f}x the exclusive reply queue')
 r = rows["refresh"]; checks.append(r["rps"] >= 1500)
 print(f'{"POST /api/v1/auth/refresh":<28} {fmt(r)}   >= 1500/s {"PASS" if checks[-1] else "FAIL"}')
 l = rows["login"]; ratio = l["rps"] / argon["rate"]; checks.append(ratio >= 0.85)

@@ -29,6 +29,11 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_RPC_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(50..=120_000))]
     pub rpc_timeout_ms: u64,
 
+    /// Where RPC replies come back: `exclusive` (a queue per gateway process, RabbitMQ's advice
+    /// for long-lived high-rate requesters) or `direct` (RabbitMQ's direct reply-to).
+    #[arg(long, env = "GATEWAY_RPC_REPLY_MODE", value_enum, default_value_t = authstack_bus::ReplyMode::Exclusive)]
+    pub rpc_reply_mode: authstack_bus::ReplyMode,
+
     /// Largest accepted request body in bytes; larger ones get `common.payload_too_large` (413).
     #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,

@@ -31,6 +31,7 @@ impl Application {
                 queue: config.broker.rpc_queue.clone(),
                 connection_name: format!("{}-rpc", config.instance_name),
                 consumer_check_interval: Duration::from_millis(500),
+                reply_mode: config.rpc_reply_mode,
             },
             shutdown.clone(),
         );

@@ -17,7 +17,7 @@ mod supervise;
 mod topology;
 
 pub use events::{EventPublisher, EventSubscriber};
-pub use rpc_client::{RpcClient, RpcClientConfig};
+pub use rpc_client::{ReplyMode, RpcClient, RpcClientConfig};
 pub use rpc_server::{IncomingCall, RpcHandler, RpcServer, RpcServerConfig};
 pub use supervise::{Backoff, supervise};
 pub use tokio_util::sync::CancellationToken;

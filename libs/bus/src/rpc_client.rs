@@ -29,6 +29,20 @@ use crate::topology;
 /// Header carrying the caller's deadline (milliseconds since the Unix epoch).
 pub const DEADLINE_HEADER: &str = "x-deadline-ms";
 
+/// Where replies come back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplyMode {
+    /// An exclusive, server-named queue per process (RabbitMQ's advice for long-lived,
+    /// high-rate requesters).
+    #[default]
+    Exclusive,
+    /// RabbitMQ's direct reply-to pseudo-queue (`amq.rabbitmq.reply-to`): no queue at all.
+    Direct,
+}
+
+/// The pseudo-queue of direct reply-to.
+const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+
 /// Settings of an [`RpcClient`].
 #[derive(Debug, Clone)]
 pub struct RpcClientConfig {
@@ -40,6 +54,8 @@ pub struct RpcClientConfig {
     pub connection_name: String,
     /// How often to check that at least one auth-svc replica consumes the queue.
     pub consumer_check_interval: Duration,
+    /// Where replies come back.
+    pub reply_mode: ReplyMode,
 }
 
 struct Live {
@@ -115,7 +131,14 @@ impl RpcClient {
         let inner = &self.inner;
         let channel = conn.create_channel().await?;
         topology::rpc_queue(&channel, &inner.config.queue).await?;
-        let (reply_queue, mut replies) = topology::private_queue(&channel).await?;
+        let (reply_queue, mut replies) = match inner.config.reply_mode {
+            ReplyMode::Exclusive => topology::private_queue(&channel).await?,
+            // Direct reply-to: consume the pseudo-queue (no ack) on the channel that publishes.
+            ReplyMode::Direct => (
+                DIRECT_REPLY_TO.into(),
+                topology::consume_without_ack(&channel, DIRECT_REPLY_TO.into()).await?,
+            ),
+        };
         let check_channel = conn.create_channel().await?;
         if let Ok(mut live) = inner.live.write() {
             *live = Some(Live {

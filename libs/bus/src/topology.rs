@@ -27,9 +27,18 @@ pub(crate) async fn private_queue(channel: &Channel) -> Result<(ShortString, Con
             FieldTable::default(),
         )
         .await?;
-    let consumer = channel
+    let consumer = consume_without_ack(channel, queue.name().clone()).await?;
+    Ok((queue.name().clone(), consumer))
+}
+
+/// Consumes `queue` exclusively, without acknowledgements.
+pub(crate) async fn consume_without_ack(
+    channel: &Channel,
+    queue: ShortString,
+) -> Result<Consumer, BusError> {
+    Ok(channel
         .basic_consume(
-            queue.name().clone(),
+            queue,
             "".into(),
             BasicConsumeOptions {
                 no_ack: true,
@@ -38,6 +47,5 @@ pub(crate) async fn private_queue(channel: &Channel) -> Result<(ShortString, Con
             },
             FieldTable::default(),
         )
-        .await?;
-    Ok((queue.name().clone(), consumer))
+        .await?)
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use authstack_bus::{
-    CancellationToken, IncomingCall, RpcClient, RpcClientConfig, RpcHandler, RpcServer,
+    CancellationToken, IncomingCall, ReplyMode, RpcClient, RpcClientConfig, RpcHandler, RpcServer,
     RpcServerConfig,
 };
 use authstack_protocol::ErrorCode;
@@ -59,12 +59,22 @@ fn server(url: &str, queue: &str, handler: Arc<Echo>, shutdown: &CancellationTok
 }
 
 fn client(url: &str, queue: &str, shutdown: &CancellationToken) -> RpcClient {
+    client_with(url, queue, ReplyMode::Exclusive, shutdown)
+}
+
+fn client_with(
+    url: &str,
+    queue: &str,
+    reply_mode: ReplyMode,
+    shutdown: &CancellationToken,
+) -> RpcClient {
     RpcClient::start(
         RpcClientConfig {
             url: url.into(),
             queue: queue.into(),
             connection_name: "test-client".into(),
             consumer_check_interval: Duration::from_millis(100),
+            reply_mode,
         },
         shutdown.clone(),
     )
@@ -124,6 +134,30 @@ async fn calls_are_answered_and_spread_over_replicas() {
         na > 20 && nb > 20,
         "both replicas must share the queue: {na} / {nb}"
     );
+    assert_eq!(client.in_flight(), 0);
+    shutdown.cancel();
+    delete_queue(&queue).await;
+}
+
+#[tokio::test]
+async fn direct_reply_to_routes_replies_to_their_callers() {
+    let queue = unique("rpc");
+    let shutdown = CancellationToken::new();
+    server(&amqp_url(), &queue, echo(1, 1), &shutdown);
+    let client = client_with(&amqp_url(), &queue, ReplyMode::Direct, &shutdown);
+    ready(&client).await;
+    let calls = (0..200).map(|i| {
+        let client = client.clone();
+        async move {
+            client
+                .call(&request(&format!("d-{i}")), Duration::from_secs(5))
+                .await
+        }
+    });
+    for (i, r) in futures::future::join_all(calls).await.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(r.as_ref().unwrap().get()).unwrap();
+        assert_eq!(v["request_id"], format!("d-{i}"));
+    }
     assert_eq!(client.in_flight(), 0);
     shutdown.cancel();
     delete_queue(&queue).await;
@@ -196,6 +230,7 @@ async fn no_consumer_and_no_broker_fail_fast_with_unavailable() {
             queue: queue.clone(),
             connection_name: "nowhere".into(),
             consumer_check_interval: Duration::from_millis(100),
+            reply_mode: Default::default(),
         },
         shutdown.clone(),
     );

@@ -23,6 +23,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  "$bin/authstack-dev" amqp-delete --queue "bench.rpc.$id" --exchange "bench.events.$id" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT

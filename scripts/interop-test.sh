@@ -10,10 +10,12 @@ pg_admin=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 work=$(mktemp -d)
 pids=()
 dbs=()
+ids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   for d in "${dbs[@]}"; do psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1 || true; done
+  for i in "${ids[@]}"; do "$bin/authstack-dev" amqp-delete --queue "interop.rpc.$i" --exchange "interop.events.$i" >/dev/null 2>&1 || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -21,7 +23,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 for alg in EdDSA ES256 RS256; do
   id=$(python3 -c 'import uuid; print(uuid.uuid4().hex[:12])')
-  db="authstack_interop_$id"; dbs+=("$db")
+  db="authstack_interop_$id"; dbs+=("$db"); ids+=("$id")
   psql "$pg_admin" -qc "CREATE DATABASE $db"
   "$bin/authstack-dev" keygen --dir "$work/$alg/keys" --algorithm "$alg" >/dev/null
   port=$(free_port); health=$(free_port)

@@ -42,7 +42,7 @@ async fn service_with(
     );
     let events = EventPublisher::start(
         "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-        format!("test.events.{}", uuid::Uuid::new_v4().simple()),
+        format!("test.events.{}", db.name),
         "idempotency-test".into(),
         100,
         shutdown.clone(),
@@ -69,6 +69,15 @@ async fn service_with(
         Policy::default(),
         events,
     )
+}
+
+/// Drops the test database and the exchange its service declared.
+async fn cleanup(db: TestDatabase) {
+    let exchange = format!("test.events.{}", db.name);
+    authstack_bus::delete_topology("amqp://guest:guest@127.0.0.1:5672/%2f", &[], &[&exchange])
+        .await
+        .unwrap();
+    db.drop_database().await.unwrap();
 }
 
 fn call(call: &Call, id: &str, redelivered: bool) -> IncomingCall {
@@ -142,7 +151,7 @@ async fn redelivered_requests_replay_the_first_reply() {
     );
     pool.close().await;
     shutdown.cancel();
-    db.drop_database().await.unwrap();
+    cleanup(db).await;
 }
 
 #[tokio::test]
@@ -169,7 +178,7 @@ async fn a_redelivery_racing_its_first_delivery_is_applied_once() {
     assert_eq!(accounts, 10);
     pool.close().await;
     shutdown.cancel();
-    db.drop_database().await.unwrap();
+    cleanup(db).await;
 }
 
 #[tokio::test]
@@ -188,7 +197,7 @@ async fn replicas_starting_together_migrate_once() {
             .unwrap();
     assert_eq!(applied, 1);
     pool.close().await;
-    db.drop_database().await.unwrap();
+    cleanup(db).await;
 }
 
 #[tokio::test]
@@ -227,5 +236,5 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
     result(new.handle(call(&login, "r-3", false)).await).unwrap();
     pool.close().await;
     shutdown.cancel();
-    db.drop_database().await.unwrap();
+    cleanup(db).await;
 }

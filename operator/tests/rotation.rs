@@ -460,4 +460,7 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
     shutdown.cancel();
     tokio::time::sleep(Duration::from_millis(300)).await;
     db.drop_database().await.ok();
+    authstack_bus::delete_topology(amqp, &[&queue], &[&exchange])
+        .await
+        .ok();
 }

@@ -345,19 +345,8 @@ impl TestApp {
         self.gateway_shutdown.cancel();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let _ = self.database.drop_database().await;
-        if let Ok(conn) =
-            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await
-        {
-            if let Ok(ch) = conn.create_channel().await {
-                let _ = ch
-                    .queue_delete(self.queue.as_str().into(), Default::default())
-                    .await;
-                let _ = ch
-                    .exchange_delete(self.exchange.as_str().into(), Default::default())
-                    .await;
-            }
-            let _ = conn.close(200, "bye".into()).await;
-        }
+        let _ =
+            authstack_bus::delete_topology(&amqp_url(), &[&self.queue], &[&self.exchange]).await;
     }
 }
 

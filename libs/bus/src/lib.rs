@@ -21,6 +21,7 @@ pub use rpc_client::{ReplyMode, RpcClient, RpcClientConfig};
 pub use rpc_server::{IncomingCall, RpcHandler, RpcServer, RpcServerConfig};
 pub use supervise::{Backoff, supervise};
 pub use tokio_util::sync::CancellationToken;
+pub use topology::delete as delete_topology;
 
 /// Errors of the bus layer.
 #[derive(Debug, thiserror::Error)]

@@ -49,3 +49,27 @@ pub(crate) async fn consume_without_ack(
         )
         .await?)
 }
+
+/// Deletes queues and exchanges (e.g. a test's or a benchmark's own), ignoring ones that are
+/// already gone.
+pub async fn delete(url: &str, queues: &[&str], exchanges: &[&str]) -> Result<(), BusError> {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let conn =
+        crate::supervise::connect(url, "authstack-cleanup", std::time::Duration::from_secs(5))
+            .await?;
+    for queue in queues {
+        // A channel per deletion: a failed one (404) closes its channel.
+        let channel = conn.create_channel().await?;
+        let _ = channel
+            .queue_delete((*queue).into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for exchange in exchanges {
+        let channel = conn.create_channel().await?;
+        let _ = channel
+            .exchange_delete((*exchange).into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    let _ = conn.close(200, "done".into()).await;
+    Ok(())
+}

@@ -98,4 +98,7 @@ async fn events_reach_subscribers_by_topic_and_survive_reconnects() {
     assert_eq!(late.kind, EventKind::AccountDeleted);
     assert_eq!(publisher.dropped(), 0);
     shutdown.cancel();
+    authstack_bus::delete_topology(&amqp_url(), &[], &[&exchange])
+        .await
+        .unwrap();
 }

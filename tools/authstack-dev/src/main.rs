@@ -5,6 +5,7 @@
 //! - `rotate`: advance that ring with the same rotation state machine the operator uses (start
 //!   a rotation, promote after the propagation delay, remove expired keys, revoke a kid).
 //! - `show`: print the ring's state without private keys.
+//! - `amqp-delete`: remove a scripted run's queues and exchanges.
 //! - `kubelet-sync`: follow a Secret through the Kubernetes API (any kubeconfig, including the
 //!   test fake API server) and write it into a directory the way kubelet updates a Secret volume.
 
@@ -63,6 +64,22 @@ enum Command {
         /// Key directory.
         #[arg(long)]
         dir: PathBuf,
+    },
+    /// Delete RabbitMQ queues and exchanges (the clean-up of scripted runs).
+    AmqpDelete {
+        /// AMQP URL.
+        #[arg(
+            long,
+            env = "AMQP_URL",
+            default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        )]
+        url: String,
+        /// A queue to delete (repeatable).
+        #[arg(long)]
+        queue: Vec<String>,
+        /// An exchange to delete (repeatable).
+        #[arg(long)]
+        exchange: Vec<String>,
     },
     /// Follow a Secret (KUBECONFIG) and write it into DIR like kubelet, DELAY after each change.
     KubeletSync {
@@ -123,6 +140,15 @@ fn show(ring: &KeyRing) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::AmqpDelete {
+            url,
+            queue,
+            exchange,
+        } => {
+            let queues: Vec<&str> = queue.iter().map(String::as_str).collect();
+            let exchanges: Vec<&str> = exchange.iter().map(String::as_str).collect();
+            authstack_bus::delete_topology(&url, &queues, &exchanges).await?;
+        }
         Command::KubeletSync {
             namespace,
             secret,

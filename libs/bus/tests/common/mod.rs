@@ -1,7 +1,5 @@
 #![allow(dead_code)]
 
-use lapin::options::QueueDeleteOptions;
-
 /// The real broker used by the tests.
 pub fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
@@ -19,14 +17,9 @@ pub fn unique(prefix: &str) -> String {
 
 /// Deletes a durable test queue.
 pub async fn delete_queue(name: &str) {
-    let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+    authstack_bus::delete_topology(&amqp_url(), &[name], &[])
         .await
         .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let _ = ch
-        .queue_delete(name.into(), QueueDeleteOptions::default())
-        .await;
-    let _ = conn.close(200, "bye".into()).await;
 }
 
 /// Polls `f` until it returns true or `secs` elapse.

@@ -17,6 +17,7 @@ use authstack_protocol::ErrorCode;
 use authstack_protocol::rpc::{
     Call, CallContext, LoginParams, RegisterParams, RpcReply, RpcRequest,
 };
+use authstack_testkit::cleanup::CleanupGuard;
 use authstack_testkit::postgres::TestDatabase;
 
 async fn service(db: &TestDatabase, shutdown: &CancellationToken) -> Arc<AuthService> {
@@ -71,13 +72,22 @@ async fn service_with(
     )
 }
 
-/// Drops the test database and the exchange its service declared.
-async fn cleanup(db: TestDatabase) {
-    let exchange = format!("test.events.{}", db.name);
-    authstack_bus::delete_topology("amqp://guest:guest@127.0.0.1:5672/%2f", &[], &[&exchange])
-        .await
-        .unwrap();
-    db.drop_database().await.unwrap();
+/// A fresh database, and the guard that drops it (and the exchange its service declares) at the
+/// end of the test, or when the test panics.
+async fn database() -> (TestDatabase, CleanupGuard) {
+    let db = TestDatabase::create().await.unwrap();
+    let (name, url) = (db.name.clone(), db.url.clone());
+    let guard = CleanupGuard::new(async move {
+        let exchange = format!("test.events.{name}");
+        let _ = authstack_bus::delete_topology(
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            &[],
+            &[&exchange],
+        )
+        .await;
+        let _ = TestDatabase { name, url }.drop_database().await;
+    });
+    (db, guard)
 }
 
 fn call(call: &Call, id: &str, redelivered: bool) -> IncomingCall {
@@ -106,7 +116,7 @@ fn result(reply: RpcReply) -> Result<serde_json::Value, ErrorCode> {
 
 #[tokio::test]
 async fn redelivered_requests_replay_the_first_reply() {
-    let db = TestDatabase::create().await.unwrap();
+    let (db, cleanup) = database().await;
     let shutdown = CancellationToken::new();
     let svc = service(&db, &shutdown).await;
 
@@ -151,12 +161,12 @@ async fn redelivered_requests_replay_the_first_reply() {
     );
     pool.close().await;
     shutdown.cancel();
-    cleanup(db).await;
+    cleanup.run().await;
 }
 
 #[tokio::test]
 async fn a_redelivery_racing_its_first_delivery_is_applied_once() {
-    let db = TestDatabase::create().await.unwrap();
+    let (db, cleanup) = database().await;
     let shutdown = CancellationToken::new();
     let svc = service(&db, &shutdown).await;
     for i in 0..10 {
@@ -178,12 +188,12 @@ async fn a_redelivery_racing_its_first_delivery_is_applied_once() {
     assert_eq!(accounts, 10);
     pool.close().await;
     shutdown.cancel();
-    cleanup(db).await;
+    cleanup.run().await;
 }
 
 #[tokio::test]
 async fn replicas_starting_together_migrate_once() {
-    let db = TestDatabase::create().await.unwrap();
+    let (db, cleanup) = database().await;
     let starts =
         (0..4).map(|_| auth_svc::db::connect_and_migrate(&db.url, 2, Duration::from_secs(10)));
     for pool in futures::future::join_all(starts).await {
@@ -197,12 +207,12 @@ async fn replicas_starting_together_migrate_once() {
             .unwrap();
     assert_eq!(applied, 1);
     pool.close().await;
-    cleanup(db).await;
+    cleanup.run().await;
 }
 
 #[tokio::test]
 async fn login_rehashes_a_password_stored_with_old_parameters() {
-    let db = TestDatabase::create().await.unwrap();
+    let (db, cleanup) = database().await;
     let shutdown = CancellationToken::new();
     let old = service_with(
         &db,
@@ -236,5 +246,5 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
     result(new.handle(call(&login, "r-3", false)).await).unwrap();
     pool.close().await;
     shutdown.cancel();
-    cleanup(db).await;
+    cleanup.run().await;
 }

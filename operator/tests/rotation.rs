@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use authstack_bus::CancellationToken;
 use authstack_dev::kubelet::{SecretVolume, sync_secret};
 use authstack_keyring::{KeyRing, KeyState};
+use authstack_testkit::cleanup::CleanupGuard;
 use authstack_testkit::postgres::TestDatabase;
 use common::*;
 use serde_json::{Value, json};
@@ -172,9 +173,20 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
 
     // Real PostgreSQL and RabbitMQ, referenced as external backing services of the stack.
     let db = TestDatabase::create().await.unwrap();
+    let db_url = db.url.clone();
     let id = uuid::Uuid::new_v4().simple().to_string();
     let amqp = "amqp://guest:guest@127.0.0.1:5672/%2f";
-    for (name, url) in [("pg-url", db.url.as_str()), ("amqp-url", amqp)] {
+    let (queue, exchange) = (format!("e2e.rpc.{id}"), format!("e2e.events.{id}"));
+    let cleanup = {
+        let (queue, exchange) = (queue.clone(), exchange.clone());
+        CleanupGuard::new(async move {
+            db.drop_database().await.ok();
+            authstack_bus::delete_topology(amqp, &[&queue], &[&exchange])
+                .await
+                .ok();
+        })
+    };
+    for (name, url) in [("pg-url", db_url.as_str()), ("amqp-url", amqp)] {
         h.server
             .create(&json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}, "stringData": {"url": url}}))
             .unwrap();
@@ -217,9 +229,8 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
 
     // The two auth-svc "pods" and the gateway, configured as the operator's Deployments say.
     let shutdown = CancellationToken::new();
-    let (queue, exchange) = (format!("e2e.rpc.{id}"), format!("e2e.events.{id}"));
     for (i, dir) in dirs.iter().enumerate() {
-        let mut c = auth_svc::Config::with_defaults(&db.url, dir.clone());
+        let mut c = auth_svc::Config::with_defaults(&db_url, dir.clone());
         c.broker.rpc_queue = queue.clone();
         c.broker.events_exchange = exchange.clone();
         c.issuer = ISSUER.into();
@@ -459,8 +470,5 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
     let _ = stop_kubelet.send(true);
     shutdown.cancel();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    db.drop_database().await.ok();
-    authstack_bus::delete_topology(amqp, &[&queue], &[&exchange])
-        .await
-        .ok();
+    cleanup.run().await;
 }

@@ -36,6 +36,7 @@
 //!   secret|configmap|namespace|deployment ...`) send protobuf and get 415; use `-f`.
 
 mod builtin;
+pub mod cleanup;
 mod http;
 mod openapi;
 mod ops;

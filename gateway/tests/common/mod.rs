@@ -13,6 +13,7 @@ use authstack_bus::CancellationToken;
 use authstack_keyring::layout::write_atomic;
 use authstack_keyring::material::generate;
 use authstack_keyring::{KEYRING_FILE, KeyRing, SigningAlgorithm};
+use authstack_testkit::cleanup::CleanupGuard;
 use authstack_testkit::postgres::TestDatabase;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -77,7 +78,7 @@ pub struct Replica {
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
-    pub database: TestDatabase,
+    cleanup: Option<CleanupGuard>,
     pub database_url: String,
     pub key_dir: tempfile::TempDir,
     pub ring: KeyRing,
@@ -147,6 +148,13 @@ impl TestApp {
         write_ring(key_dir.path(), &ring);
         let queue = format!("test.rpc.{id}");
         let exchange = format!("test.events.{id}");
+        let cleanup = {
+            let (queue, exchange) = (queue.clone(), exchange.clone());
+            CleanupGuard::new(async move {
+                let _ = database.drop_database().await;
+                let _ = authstack_bus::delete_topology(&amqp_url(), &[&queue], &[&exchange]).await;
+            })
+        };
         let gateway_shutdown = CancellationToken::new();
 
         // The gateway first, so its port (and so the issuer) is known.
@@ -171,7 +179,7 @@ impl TestApp {
         let mut app = TestApp {
             base,
             http: reqwest::Client::new(),
-            database,
+            cleanup: Some(cleanup),
             database_url,
             key_dir,
             ring,
@@ -344,9 +352,9 @@ impl TestApp {
         }
         self.gateway_shutdown.cancel();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let _ = self.database.drop_database().await;
-        let _ =
-            authstack_bus::delete_topology(&amqp_url(), &[&self.queue], &[&self.exchange]).await;
+        if let Some(cleanup) = self.cleanup.take() {
+            cleanup.run().await;
+        }
     }
 }
 

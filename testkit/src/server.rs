@@ -138,6 +138,14 @@ fn api_err(e: ApiError) -> Error {
     }
 }
 
+/// The destination of a manifest, resolved by [`FakeApiServer::target_of`].
+struct Target {
+    rt: Arc<ResourceType>,
+    version: String,
+    ns: String,
+    name: String,
+}
+
 impl FakeApiServer {
     /// Start a server on a free loopback port with default settings.
     pub async fn start() -> Result<FakeApiServer, Error> {
@@ -204,6 +212,27 @@ impl FakeApiServer {
             })
     }
 
+    /// Where a manifest goes: its resource type, served version, namespace (defaulted) and name.
+    fn target_of(&self, v: &Value) -> Result<Target, Error> {
+        let field = |pointer: &str| {
+            v.pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (rt, version) = self.resolve(&field("/apiVersion"), &field("/kind"))?;
+        let ns = Self::ns_for(
+            &rt,
+            v.pointer("/metadata/namespace").and_then(Value::as_str),
+        );
+        Ok(Target {
+            rt,
+            version,
+            ns,
+            name: field("/metadata/name"),
+        })
+    }
+
     fn ns_for(rt: &ResourceType, namespace: Option<&str>) -> String {
         if rt.namespaced {
             namespace.unwrap_or("default").to_string()
@@ -227,26 +256,12 @@ impl FakeApiServer {
     }
 
     fn create_or_replace(&self, mut v: Value) -> Result<Value, Error> {
-        let api_version = v
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let kind = v
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let (rt, version) = self.resolve(&api_version, &kind)?;
-        let ns = Self::ns_for(
-            &rt,
-            v.pointer("/metadata/namespace").and_then(Value::as_str),
-        );
-        let name = v
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let Target {
+            rt,
+            version,
+            ns,
+            name,
+        } = self.target_of(&v)?;
         let mut ctx = self.ctx(&version);
         let mut st = self.store();
         if !name.is_empty() && st.get(&rt.key(), &ns, &name).is_some() {
@@ -272,21 +287,9 @@ impl FakeApiServer {
     /// the namespace defaults to `default`.
     pub fn create<T: Serialize + ?Sized>(&self, obj: &T) -> Result<Value, Error> {
         let v = to_manifest(obj)?;
-        let api_version = v
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let kind = v
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let (rt, version) = self.resolve(&api_version, &kind)?;
-        let ns = Self::ns_for(
-            &rt,
-            v.pointer("/metadata/namespace").and_then(Value::as_str),
-        );
+        let Target {
+            rt, version, ns, ..
+        } = self.target_of(&v)?;
         let mut ctx = self.ctx(&version);
         self.store().create(&rt, &ns, v, &mut ctx).map_err(api_err)
     }
@@ -303,26 +306,12 @@ impl FakeApiServer {
         field_manager: &str,
     ) -> Result<Value, Error> {
         let v = to_manifest(obj)?;
-        let api_version = v
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let kind = v
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let (rt, version) = self.resolve(&api_version, &kind)?;
-        let ns = Self::ns_for(
-            &rt,
-            v.pointer("/metadata/namespace").and_then(Value::as_str),
-        );
-        let name = v
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let Target {
+            rt,
+            version,
+            ns,
+            name,
+        } = self.target_of(&v)?;
         let body = serde_json::to_vec(&v).map_err(|e| Error::Manifest(e.to_string()))?;
         let mut ctx = self.ctx(&version);
         ctx.manager = field_manager.to_string();

@@ -151,6 +151,32 @@ fn shape_for<'a>(rt: &'a ResourceType, version: &str) -> Shape<'a> {
     }
 }
 
+/// Refuses a body whose namespace differs from the one in the request URL.
+fn check_namespace(meta: &Map<String, Value>, rt: &ResourceType, ns: &str) -> ApiResult<()> {
+    if rt.namespaced
+        && let Some(n) = meta.get("namespace").and_then(Value::as_str)
+        && !n.is_empty()
+        && n != ns
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_namespace`], then writes the request's namespace into the body (or removes it for
+/// cluster-scoped resources).
+fn settle_namespace(meta: &mut Map<String, Value>, rt: &ResourceType, ns: &str) -> ApiResult<()> {
+    check_namespace(meta, rt, ns)?;
+    if rt.namespaced {
+        meta.insert("namespace".into(), json!(ns));
+    } else {
+        meta.remove("namespace");
+    }
+    Ok(())
+}
+
 fn meta_mut(obj: &mut Value) -> ApiResult<&mut Map<String, Value>> {
     let m = obj
         .as_object_mut()
@@ -545,20 +571,7 @@ impl Store {
         managed: Managed,
     ) -> ApiResult<Value> {
         let meta = meta_mut(&mut body)?;
-        if rt.namespaced {
-            match meta.get("namespace").and_then(Value::as_str) {
-                Some(n) if !n.is_empty() && n != ns => {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ));
-                }
-                _ => {
-                    meta.insert("namespace".into(), json!(ns));
-                }
-            }
-        } else {
-            meta.remove("namespace");
-        }
+        settle_namespace(meta, rt, ns)?;
         if meta
             .get("resourceVersion")
             .and_then(Value::as_str)
@@ -659,15 +672,7 @@ impl Store {
                 meta.insert("name".into(), json!(name));
             }
         }
-        if rt.namespaced
-            && let Some(n) = meta.get("namespace").and_then(Value::as_str)
-            && !n.is_empty()
-            && n != ns
-        {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
+        check_namespace(meta, rt, ns)?;
         let precondition = meta
             .get("resourceVersion")
             .and_then(Value::as_str)
@@ -823,20 +828,7 @@ impl Store {
                 meta.insert("name".into(), json!(name));
             }
         }
-        if rt.namespaced {
-            match meta.get("namespace").and_then(Value::as_str) {
-                Some(n) if !n.is_empty() && n != ns => {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ));
-                }
-                _ => {
-                    meta.insert("namespace".into(), json!(ns));
-                }
-            }
-        } else {
-            meta.remove("namespace");
-        }
+        settle_namespace(meta, rt, ns)?;
         let precondition = meta
             .remove("resourceVersion")
             .and_then(|v| v.as_str().map(str::to_string))

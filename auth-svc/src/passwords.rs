@@ -1,6 +1,11 @@
 //! Password hashing with argon2id, off the async runtime and never oversubscribing the CPUs.
+//!
+//! At most `concurrency` hashes run at once and at most `queue` more wait; work beyond that is
+//! refused at once ([`HashError::Busy`]) rather than left to time out, so a flood of logins
+//! costs its senders a quick `rpc.unavailable` and everyone else no more than a bounded wait.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use tokio::sync::Semaphore;
@@ -14,6 +19,9 @@ pub enum HashError {
     /// The hashing task could not run.
     #[error("hashing task failed: {0}")]
     Task(String),
+    /// Every hashing thread is busy and the queue is full.
+    #[error("password hashing is at capacity")]
+    Busy,
 }
 
 /// The outcome of checking a password.
@@ -32,34 +40,88 @@ pub enum Verification {
 pub struct PasswordHasherPool {
     params: Params,
     permits: Arc<Semaphore>,
+    /// Hashes admitted (running or waiting) and how many may be.
+    admitted: Arc<AtomicUsize>,
+    capacity: usize,
     /// A hash of a random password with the current parameters, verified against when the
     /// account does not exist, so unknown accounts cost the same time as known ones.
     dummy_hash: Arc<String>,
 }
 
 impl PasswordHasherPool {
-    /// Creates the pool; fails on parameters argon2 refuses.
+    /// Creates the pool (`concurrency` hashes at once, `queue` more waiting); fails on
+    /// parameters argon2 refuses.
     pub fn new(
         memory_kib: u32,
         iterations: u32,
         parallelism: u32,
         concurrency: usize,
+        queue: usize,
     ) -> Result<Self, HashError> {
         let params = Params::new(memory_kib, iterations, parallelism, None)
             .map_err(|e| HashError::Argon2(e.to_string()))?;
         let dummy = hash_with(&params, uuid::Uuid::new_v4().as_bytes())?;
+        let concurrency = concurrency.max(1);
         Ok(PasswordHasherPool {
             params,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            admitted: Arc::new(AtomicUsize::new(0)),
+            capacity: concurrency + queue,
             dummy_hash: Arc::new(dummy),
         })
     }
 
-    async fn run<T: Send + 'static>(
+    /// Takes a place for one hash, or refuses at once with [`HashError::Busy`] when every
+    /// thread is busy and the queue is full. The place is given back when the [`Admission`]
+    /// is used or dropped.
+    pub fn admit(&self) -> Result<Admission, HashError> {
+        let taken = self
+            .admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            });
+        match taken {
+            Ok(_) => Ok(Admission { pool: self.clone() }),
+            Err(_) => {
+                metrics::counter!("password_hashing_refused_total").increment(1);
+                Err(HashError::Busy)
+            }
+        }
+    }
+
+    /// Hashes a new password into a PHC string.
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        self.admit()?.hash(password).await
+    }
+
+    /// Verifies `password` against `stored`; see [`Admission::verify`].
+    pub async fn verify(
         &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<Verification, HashError> {
+        self.admit()?.verify(password, stored).await
+    }
+}
+
+/// A place in the hashing queue (see [`PasswordHasherPool::admit`]).
+pub struct Admission {
+    pool: PasswordHasherPool,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.pool.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Admission {
+    async fn run<T: Send + 'static>(
+        self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let _permit = self
+            .pool
             .permits
             .acquire()
             .await
@@ -70,8 +132,8 @@ impl PasswordHasherPool {
     }
 
     /// Hashes a new password into a PHC string.
-    pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let params = self.params.clone();
+    pub async fn hash(self, password: String) -> Result<String, HashError> {
+        let params = self.pool.params.clone();
         self.run(move || hash_with(&params, password.as_bytes()))
             .await?
     }
@@ -79,12 +141,12 @@ impl PasswordHasherPool {
     /// Verifies `password` against `stored` (or against the dummy hash when `stored` is
     /// `None`, which always yields [`Verification::Mismatch`] after the same amount of work).
     pub async fn verify(
-        &self,
+        self,
         password: String,
         stored: Option<String>,
     ) -> Result<Verification, HashError> {
-        let params = self.params.clone();
-        let dummy = self.dummy_hash.clone();
+        let params = self.pool.params.clone();
+        let dummy = self.pool.dummy_hash.clone();
         self.run(move || {
             let known = stored.is_some();
             let hash = stored.unwrap_or_else(|| dummy.as_str().to_owned());
@@ -127,7 +189,20 @@ mod tests {
     use super::*;
 
     fn pool(m: u32, t: u32) -> PasswordHasherPool {
-        PasswordHasherPool::new(m, t, 1, 2).unwrap()
+        PasswordHasherPool::new(m, t, 1, 2, 8).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_places_come_back() {
+        let p = PasswordHasherPool::new(8_192, 1, 1, 1, 1).unwrap();
+        let running = p.admit().unwrap();
+        let waiting = p.admit().unwrap();
+        assert!(matches!(p.admit(), Err(HashError::Busy)));
+        drop(waiting);
+        let again = p.admit().unwrap();
+        assert!(again.hash("pw-pw-pw-pw".into()).await.is_ok());
+        drop(running);
+        assert!(p.verify("x".into(), None).await.is_ok());
     }
 
     #[tokio::test]

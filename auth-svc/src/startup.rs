@@ -11,6 +11,7 @@ use sqlx::PgPool;
 
 use crate::config::Config;
 use crate::keys::KeyStore;
+use crate::outbox::{RelayConfig, RelaySignal};
 use crate::passwords::PasswordHasherPool;
 use crate::policy::Policy;
 use crate::service::{AuthService, ServiceSettings};
@@ -20,6 +21,9 @@ use crate::tokens::AccessTokenSettings;
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    /// The configuration must not run.
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
     /// PostgreSQL connection or migration failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -54,6 +58,7 @@ pub struct Application {
 impl Application {
     /// Connects, migrates, loads the key ring and starts consuming RPC requests.
     pub async fn build(config: Config, shutdown: CancellationToken) -> Result<Self, StartupError> {
+        config.check()?;
         let metrics = authstack_telemetry::metrics();
         let pool = crate::db::connect_and_migrate(
             &config.database_url,
@@ -66,11 +71,13 @@ impl Application {
             config.argon2_iterations,
             config.argon2_parallelism,
             config.hashing_concurrency(),
+            config.hashing_queue,
         )?;
         let policy = match &config.policy_file {
             Some(path) => Policy::from_file(path).map_err(StartupError::Policy)?,
             None => Policy::default(),
         };
+        // Key-ring announcements are not state changes in the database: published directly.
         let events = EventPublisher::start(
             config.broker.amqp_url.clone(),
             config.broker.events_exchange.clone(),
@@ -95,19 +102,42 @@ impl Application {
             },
             refresh_ttl: Duration::from_secs(config.refresh_token_ttl),
             reuse_grace: Duration::from_secs(config.refresh_reuse_grace),
+            session_max_lifetime: Duration::from_secs(config.session_max_lifetime),
             throttle: ThrottlePolicy {
-                account_threshold: config.lockout_threshold,
-                address_threshold: config.address_lockout_threshold,
-                window: Duration::from_secs(config.lockout_window),
+                pair_threshold: config.lockout_threshold,
                 lock: Duration::from_secs(config.lockout_duration),
+                window: Duration::from_secs(config.lockout_window),
+                account_backoff_threshold: config.account_backoff_threshold,
+                account_backoff_max: Duration::from_secs(config.account_backoff_max),
+                address_delay_threshold: config.address_lockout_threshold,
+                address_delay_max: Duration::from_millis(config.address_delay_max_ms),
+                login_rate: config.login_rate_per_address,
+                register_rate: config.register_rate_per_address,
             },
+            clock_skew_secs: config.clock_skew_secs,
+            token_cache_capacity: config.token_cache_capacity,
         };
-        let service = AuthService::new(pool.clone(), hasher, keys, settings, policy, events);
+        let relay = RelaySignal::default();
+        if config.outbox_relay {
+            crate::outbox::spawn_relay(
+                pool.clone(),
+                RelayConfig {
+                    url: config.broker.amqp_url.clone(),
+                    exchange: config.broker.events_exchange.clone(),
+                    connection_name: format!("{}-outbox", config.instance_name),
+                    poll: Duration::from_millis(config.outbox_poll_ms),
+                },
+                relay.clone(),
+                shutdown.clone(),
+            );
+        }
+        let service = AuthService::new(pool.clone(), hasher, keys, settings, policy, relay);
         spawn_housekeeping(service.clone(), shutdown.clone());
         let (server, run) = RpcServer::start(
             RpcServerConfig {
                 url: config.broker.amqp_url.clone(),
-                queue: config.broker.rpc_queue.clone(),
+                names: config.broker.names(),
+                max_message_bytes: config.broker.max_message_bytes as usize,
                 connection_name: config.instance_name.clone(),
                 prefetch: config.rpc_prefetch,
             },

@@ -5,6 +5,7 @@ use authstack_protocol::AccessClaims;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
+use ring::{aead, hkdf};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -58,6 +59,48 @@ pub fn hash_refresh_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
+const NONCE_LEN: usize = 12;
+
+/// The key that seals the successor of `refresh_token`: derived from the token itself (HKDF),
+/// so only whoever presents that token can open what is sealed for it.
+fn successor_key(refresh_token: &str) -> Result<aead::LessSafeKey, ring::error::Unspecified> {
+    let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"authstack refresh successor v1");
+    let prk = salt.extract(refresh_token.as_bytes());
+    let okm = prk.expand(&[b"seal"], &aead::CHACHA20_POLY1305)?;
+    Ok(aead::LessSafeKey::new(aead::UnboundKey::from(okm)))
+}
+
+/// Encrypts the answer of a refresh (the successor pair) under a key derived from the refresh
+/// token that was spent, so a retry with that token within the grace window can be answered
+/// with the same successor. The database alone (it stores only token hashes) cannot open it.
+pub fn seal_successor(refresh_token: &str, successor: &[u8]) -> Result<Vec<u8>, String> {
+    let key = successor_key(refresh_token).map_err(|_| "key derivation failed".to_owned())?;
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let mut sealed = successor.to_vec();
+    key.seal_in_place_append_tag(
+        aead::Nonce::assume_unique_for_key(nonce),
+        aead::Aad::empty(),
+        &mut sealed,
+    )
+    .map_err(|_| "sealing failed".to_owned())?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// Opens what [`seal_successor`] sealed for `refresh_token`; `None` if it does not open.
+pub fn open_successor(refresh_token: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+    let key = successor_key(refresh_token).ok()?;
+    let (nonce, body) = sealed.split_at_checked(NONCE_LEN)?;
+    let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut body = body.to_vec();
+    let plain = key
+        .open_in_place(nonce, aead::Aad::empty(), &mut body)
+        .ok()?;
+    Some(plain.to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +113,21 @@ mod tests {
         assert_eq!(a.len(), 43);
         assert_eq!(hash_refresh_token(&a), hash_refresh_token(&a));
         assert_ne!(hash_refresh_token(&a), hash_refresh_token(&b));
+    }
+
+    #[test]
+    fn a_successor_opens_only_with_the_token_it_was_sealed_for() {
+        let spent = new_refresh_token();
+        let sealed = seal_successor(&spent, b"successor pair").unwrap();
+        assert_eq!(
+            open_successor(&spent, &sealed).as_deref(),
+            Some(&b"successor pair"[..])
+        );
+        assert_eq!(open_successor(&new_refresh_token(), &sealed), None);
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(open_successor(&spent, &tampered), None);
+        assert_eq!(open_successor(&spent, &sealed[..5]), None);
     }
 
     #[test]

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_svc::keys::KeyStore;
+use auth_svc::outbox::RelaySignal;
 use auth_svc::passwords::PasswordHasherPool;
 use auth_svc::policy::Policy;
 use auth_svc::service::{AuthService, ServiceSettings};
 use auth_svc::throttle::ThrottlePolicy;
 use auth_svc::tokens::AccessTokenSettings;
-use authstack_bus::{CancellationToken, EventPublisher, IncomingCall, RpcHandler};
+use authstack_bus::{CancellationToken, IncomingCall, RpcHandler};
 use authstack_keyring::material::generate;
 use authstack_keyring::{KeyRing, SigningAlgorithm};
 use authstack_protocol::ErrorCode;
@@ -24,14 +25,14 @@ async fn service(db: &TestDatabase, shutdown: &CancellationToken) -> Arc<AuthSer
     service_with(
         db,
         shutdown,
-        PasswordHasherPool::new(8192, 1, 1, 2).unwrap(),
+        PasswordHasherPool::new(8192, 1, 1, 2, 16).unwrap(),
     )
     .await
 }
 
 async fn service_with(
     db: &TestDatabase,
-    shutdown: &CancellationToken,
+    _shutdown: &CancellationToken,
     hasher: PasswordHasherPool,
 ) -> Arc<AuthService> {
     let pool = auth_svc::db::connect_and_migrate(&db.url, 8, Duration::from_secs(10))
@@ -40,13 +41,6 @@ async fn service_with(
     let ring = KeyRing::with_active_key(
         generate(SigningAlgorithm::EdDSA).unwrap(),
         chrono::Utc::now(),
-    );
-    let events = EventPublisher::start(
-        "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-        format!("test.events.{}", db.name),
-        "idempotency-test".into(),
-        100,
-        shutdown.clone(),
     );
     AuthService::new(
         pool,
@@ -60,25 +54,40 @@ async fn service_with(
             },
             refresh_ttl: Duration::from_secs(3600),
             reuse_grace: Duration::ZERO,
+            session_max_lifetime: Duration::from_secs(86_400),
             throttle: ThrottlePolicy {
-                account_threshold: 5,
-                address_threshold: 50,
-                window: Duration::from_secs(60),
+                pair_threshold: 5,
                 lock: Duration::from_secs(60),
+                window: Duration::from_secs(60),
+                account_backoff_threshold: 20,
+                account_backoff_max: Duration::from_secs(60),
+                address_delay_threshold: 50,
+                address_delay_max: Duration::from_secs(1),
+                login_rate: 0,
+                register_rate: 0,
             },
+            clock_skew_secs: 30,
+            token_cache_capacity: 100,
         },
         Policy::default(),
-        events,
+        RelaySignal::default(),
     )
+}
+
+/// The events exchange of the service under test (admitted by auth-svc's broker permissions).
+fn events_exchange(db: &str) -> String {
+    authstack_bus::Names::scoped(db).events_exchange
 }
 
 /// A fresh database, and the guard that drops it (and the exchange its service declares) at the
 /// end of the test, or when the test panics.
 async fn database() -> (TestDatabase, CleanupGuard) {
+    authstack_testkit::logs::capture();
+    authstack_testkit::logs::record_secret("correct horse battery");
     let db = TestDatabase::create().await.unwrap();
     let (name, url) = (db.name.clone(), db.url.clone());
     let guard = CleanupGuard::new(async move {
-        let exchange = format!("test.events.{name}");
+        let exchange = events_exchange(&name);
         let _ = authstack_bus::delete_topology(
             "amqp://guest:guest@127.0.0.1:5672/%2f",
             &[],
@@ -205,7 +214,7 @@ async fn replicas_starting_together_migrate_once() {
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2, "every migration applied once");
     pool.close().await;
     cleanup.run().await;
 }
@@ -217,7 +226,7 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
     let old = service_with(
         &db,
         &shutdown,
-        PasswordHasherPool::new(8192, 1, 1, 2).unwrap(),
+        PasswordHasherPool::new(8192, 1, 1, 2, 16).unwrap(),
     )
     .await;
     result(old.handle(call(&register("rae"), "r-1", false)).await).unwrap();
@@ -234,7 +243,7 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
     let new = service_with(
         &db,
         &shutdown,
-        PasswordHasherPool::new(19_456, 2, 1, 2).unwrap(),
+        PasswordHasherPool::new(19_456, 2, 1, 2, 16).unwrap(),
     )
     .await;
     let login = Call::Login(LoginParams {

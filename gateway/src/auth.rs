@@ -2,18 +2,20 @@
 //!
 //! Verifying an Ed25519 signature costs ~50 µs; a cache hit costs a hash lookup. A cached token
 //! is used only while it has not expired and its `kid` is still in the verification set, so a
-//! revoked key stops its tokens as soon as the new set arrives.
+//! revoked key stops its tokens as soon as the new set arrives; and never when its session was
+//! revoked or its account deleted ([`crate::revocations`]). Calls to auth-svc carry the token
+//! itself: auth-svc verifies it again and takes the caller's identity from it, never from us.
 
 use std::sync::Arc;
 
 use authstack_keyring::jwt::VerifyError;
-use authstack_protocol::model::ROLE_ADMIN;
-use authstack_protocol::rpc::CallContext;
+use authstack_protocol::model::{MAX_ACCESS_TOKEN_BYTES, ROLE_ADMIN};
+use authstack_protocol::rpc::{CallContext, Secret};
 use authstack_protocol::{AccessClaims, ErrorCode};
 use axum::body::Bytes;
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -35,10 +37,12 @@ pub struct VerifiedToken {
     pub session_json: Bytes,
 }
 
-#[derive(Serialize)]
-struct SessionView<'a> {
+/// The body of `GET /api/v1/auth/session`: the verified claims and the key that signed them.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionView<'a> {
     #[serde(flatten)]
     claims: &'a AccessClaims,
+    /// The key that signed the token.
     kid: &'a str,
 }
 
@@ -108,7 +112,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Arc<VerifiedT
         && now <= hit.claims.exp + state.leeway_secs
         && keys.verifier.contains(&hit.kid)
     {
-        return Ok(hit);
+        return not_revoked(state, hit);
     }
     let result = match keys.verifier.verify::<AccessClaims>(token) {
         Err(VerifyError::UnknownKey(kid)) => {
@@ -126,15 +130,35 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Arc<VerifiedT
     let v = result.map_err(map_verify_error)?;
     let value = verified(v.claims, v.kid);
     state.tokens.insert(token, value.clone());
-    Ok(value)
+    not_revoked(state, value)
+}
+
+/// Refuses a token whose session was revoked or whose account was deleted.
+fn not_revoked(
+    state: &AppState,
+    token: Arc<VerifiedToken>,
+) -> Result<Arc<VerifiedToken>, ApiError> {
+    if state.revocations.denies(token.account_id, token.session_id) {
+        metrics::counter!("gateway_revoked_tokens_refused_total").increment(1);
+        return Err(ApiError::new(
+            ErrorCode::InvalidToken,
+            "this session has been revoked",
+        ));
+    }
+    Ok(token)
 }
 
 /// Reads the bearer token of a request.
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    let header = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "missing Authorization header"))?;
+    bearer_token(&parts.headers)?
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "missing Authorization header"))
+}
+
+/// The bearer token of `Authorization`, if the header is present (a malformed one is an error).
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(header) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
     let value = header
         .to_str()
         .map_err(|_| ApiError::new(ErrorCode::InvalidToken, "malformed Authorization header"))?;
@@ -151,6 +175,17 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
             "expected `Authorization: Bearer <token>`",
         ));
     }
+    sized(token).map(Some)
+}
+
+/// Refuses tokens longer than any token auth-svc issues, before parsing them.
+pub fn sized(token: &str) -> Result<&str, ApiError> {
+    if token.len() > MAX_ACCESS_TOKEN_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::InvalidToken,
+            "access token too large",
+        ));
+    }
     Ok(token)
 }
 
@@ -158,6 +193,8 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 pub struct Caller {
     /// The verified token.
     pub token: Arc<VerifiedToken>,
+    /// The token as presented (forwarded to auth-svc, which verifies it itself).
+    pub bearer: Secret,
     /// Request id and client address.
     pub request: RequestContext,
 }
@@ -167,9 +204,7 @@ impl Caller {
     pub fn context(&self) -> CallContext {
         CallContext {
             request_id: self.request.request_id.to_string(),
-            account_id: self.token.account_id,
-            roles: self.token.claims.roles.clone(),
-            session_id: self.token.session_id,
+            access_token: Some(self.bearer.clone()),
             client_ip: self.request.client_ip.clone(),
         }
     }
@@ -180,15 +215,19 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let request = RequestContext::from_parts(parts);
-        let token = bearer(parts)?;
-        let token = authenticate(state, token).await?;
+        let raw = bearer(parts)?;
+        let token = authenticate(state, raw).await?;
         if token.account_id.is_none() {
             return Err(ApiError::new(
                 ErrorCode::InvalidToken,
                 "token subject is not an account id",
             ));
         }
-        Ok(Caller { token, request })
+        Ok(Caller {
+            token,
+            bearer: Secret(raw.to_owned()),
+            request,
+        })
     }
 }
 

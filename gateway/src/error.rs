@@ -5,6 +5,7 @@
 //! the JSON with the request id. So every error — including 404s, 405s and body rejections —
 //! has the same shape.
 
+use authstack_protocol::ws::FrameError;
 use authstack_protocol::{ErrorBody, ErrorCode};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -51,17 +52,31 @@ struct Rendered<'a> {
     details: &'a [authstack_protocol::FieldError],
 }
 
+/// The message a client sees: internal errors never echo details from further down.
+fn public_message(body: &ErrorBody) -> &str {
+    if body.code == ErrorCode::Internal {
+        "internal error"
+    } else {
+        body.message.as_str()
+    }
+}
+
+/// The same error object for a WebSocket frame.
+pub fn frame_error(body: &ErrorBody, request_id: &str) -> FrameError {
+    FrameError {
+        code: body.code.as_str().to_owned(),
+        message: public_message(body).to_owned(),
+        request_id: request_id.to_owned(),
+        details: body.details.clone(),
+    }
+}
+
 /// Renders an error body into a full response (status, JSON, `Retry-After`,
 /// `WWW-Authenticate`).
 pub fn render(body: &ErrorBody, request_id: &str) -> Response {
     let status =
         StatusCode::from_u16(body.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    // Internal errors never echo details from further down.
-    let message = if body.code == ErrorCode::Internal {
-        "internal error"
-    } else {
-        body.message.as_str()
-    };
+    let message = public_message(body);
     let json = serde_json::to_vec(&Envelope {
         error: Rendered {
             code: body.code,

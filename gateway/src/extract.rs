@@ -8,8 +8,9 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A JSON body: `Content-Type: application/json`, at most the configured size, parsed into `T`
-/// with field-level errors (`validation.failed`) or `common.payload_too_large`.
+/// A JSON body: `Content-Type: application/json`, at most the configured size, received within
+/// the body read timeout, parsed into `T` with field-level errors (`validation.failed`),
+/// `common.payload_too_large` or `common.request_timeout`.
 pub struct JsonBody<T>(pub T);
 
 fn too_large(limit: usize) -> ApiError {
@@ -25,6 +26,14 @@ fn backticked(message: &str) -> Option<&str> {
     Some(&message[start..start + len])
 }
 
+/// The name in serde's "unknown field `NAME`, expected …" (or "…, there are no fields"). The name
+/// may itself hold backticks; what follows it is the last "`, expected" or the fixed tail.
+fn unknown_field_name(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.strip_suffix("`, there are no fields")
+        .or_else(|| rest.rfind("`, expected").map(|end| &rest[..end]))
+}
+
 /// Turns a serde error at `path` into a field error.
 fn field_error(path: &str, e: &serde_json::Error) -> FieldError {
     use serde_json::error::Category;
@@ -36,10 +45,10 @@ fn field_error(path: &str, e: &serde_json::Error) -> FieldError {
             format!("body is not valid JSON: {message}"),
         ),
         Category::Data => {
+            // serde_json appends " at line L column C"; a field name may contain that text too.
             let inner = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
+                .rsplit_once(" at line ")
+                .map_or(message.as_str(), |(head, _)| head)
                 .to_owned();
             if inner.starts_with("missing field") {
                 let field = backticked(&inner).unwrap_or("body");
@@ -50,7 +59,7 @@ fn field_error(path: &str, e: &serde_json::Error) -> FieldError {
                 };
                 FieldError::new(&field, "required", format!("{field} is required"))
             } else if inner.starts_with("unknown field") {
-                let field = backticked(&inner).unwrap_or("body");
+                let field = unknown_field_name(&inner).unwrap_or("body");
                 FieldError::new(field, "unknown_field", format!("unknown field `{field}`"))
             } else {
                 let field = if path == "." || path.is_empty() {
@@ -94,18 +103,41 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for JsonBody<T> {
                 "Content-Type must be application/json",
             )])));
         }
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
+        let read = axum::body::to_bytes(req.into_body(), limit);
+        let bytes = tokio::time::timeout(state.config.body_read_timeout(), read)
             .await
+            .map_err(|_| {
+                metrics::counter!("gateway_body_read_timeouts_total").increment(1);
+                ApiError::new(
+                    ErrorCode::RequestTimeout,
+                    "the request body did not arrive in time",
+                )
+            })?
             .map_err(|_| too_large(limit))?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            ApiError(ErrorBody::validation(vec![field_error(&path, e.inner())]))
-        })?;
-        de.end()
-            .map_err(|e| ApiError(ErrorBody::validation(vec![field_error(".", &e)])))?;
-        Ok(JsonBody(value))
+        decode_json(&bytes).map(JsonBody)
     }
+}
+
+/// Parses a request body into `T` as every JSON endpoint does: exactly one JSON object, or one
+/// `validation.failed` error naming the offending field (or `body`).
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.trim_ascii_start().first();
+    if first.is_some_and(|b| *b != b'{') {
+        // serde would also read a struct from a JSON array of its fields in order.
+        let error = match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => FieldError::new("body", "invalid_type", "body must be a JSON object"),
+            Err(e) => field_error(".", &e),
+        };
+        return Err(ApiError(ErrorBody::validation(vec![error])));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError(ErrorBody::validation(vec![field_error(&path, e.inner())]))
+    })?;
+    de.end()
+        .map_err(|e| ApiError(ErrorBody::validation(vec![field_error(".", &e)])))?;
+    Ok(value)
 }
 
 /// Maps a rejected path or query parameter to `validation.failed`.
@@ -119,15 +151,16 @@ pub fn bad_parameter(field: &str, message: impl Into<String>) -> ApiError {
 mod tests {
     use super::*;
 
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct P {
+        email: String,
+        n: u32,
+    }
+
     #[test]
     fn serde_errors_become_field_errors() {
-        #[derive(serde::Deserialize, Debug)]
-        #[serde(deny_unknown_fields)]
-        #[allow(dead_code)]
-        struct P {
-            email: String,
-            n: u32,
-        }
         let parse = |s: &str| {
             let mut de = serde_json::Deserializer::from_str(s);
             let e = serde_path_to_error::deserialize::<_, P>(&mut de).unwrap_err();
@@ -147,5 +180,32 @@ mod tests {
         );
         let e = parse(r#"{"email": "#);
         assert_eq!(e.reason, "malformed_json");
+    }
+
+    #[test]
+    fn unknown_field_names_are_reported_whole() {
+        // Found by fuzzing (fuzz/seeds/request_body/backtick-in-field-name): the name was cut
+        // at its first backtick or " at line ", so `current_password`` was reported as the
+        // unknown field `current_password`.
+        for name in ["email`", "a`, expected `b", "x at line 1 column 2", "`"] {
+            let body = serde_json::json!({ name: 1 }).to_string();
+            let e = decode_json::<P>(body.as_bytes()).unwrap_err().0;
+            assert_eq!(e.details[0].field, name);
+            assert_eq!(e.details[0].reason, "unknown_field");
+        }
+    }
+
+    #[test]
+    fn bodies_must_be_json_objects() {
+        // Found by fuzzing (fuzz/seeds/request_body/array-body): serde also reads a struct from
+        // a JSON array of its fields in order, so `["a@b.co","ann","password"]` registered an
+        // account and a bad element was reported as field `[0]`.
+        let bodies: [&[u8]; 6] = [br#"["x@y.z", 1]"#, b"[5]", b" [] ", b"null", b"\"x\"", b"7"];
+        for body in bodies {
+            let e = decode_json::<P>(body).unwrap_err().0;
+            let fields: Vec<_> = e.details.iter().map(|d| d.field.as_str()).collect();
+            assert_eq!(fields, ["body"], "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(decode_json::<P>(br#"{"email": "x", "n": 1}"#).unwrap().n, 1);
     }
 }

@@ -1,12 +1,18 @@
 //! Verification keys: fetched from auth-svc over RPC, never private.
 //!
-//! The set is refreshed periodically, after every broker reconnect, when auth-svc announces a
-//! new ring (`keys.rotated` carries the public set, so no RPC is needed), and when a token
-//! names an unknown `kid` (rate limited, so forged kids cannot flood auth-svc). auth-svc
-//! replicas may briefly hold different rings during a rotation; the gateway keeps the highest
-//! ring generation it has seen, so an answer from a replica that lags behind never removes a
-//! key. (A lower generation is adopted only after three periodic refreshes in a row agree, for
-//! a ring that was deliberately recreated.)
+//! A key set is accepted only from an RPC reply to the gateway's own `keys.list` request (it
+//! arrives on the gateway's private reply queue, which no other broker user can write to). A
+//! `keys.rotated` event is only a hint to ask (rate limited, retried until a replica answers
+//! with at least the announced generation); the key set it carries is never used, so a message
+//! injected on the broker cannot make a forged token valid. The set is also refreshed
+//! periodically, after every broker reconnect, and when a token names an unknown `kid` (rate
+//! limited, so forged kids cannot flood auth-svc).
+//!
+//! auth-svc replicas may briefly hold different rings during a rotation; the gateway keeps the
+//! highest ring generation it has seen, so an answer from a replica that lags behind never
+//! removes a key. Adoption is a compare-and-swap on the generation: two answers racing cannot
+//! leave the older one in place. (A lower generation is adopted only after three periodic
+//! refreshes in a row agree, for a ring that was deliberately recreated.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -32,15 +38,13 @@ pub struct VerificationKeys {
     pub key_set: KeySet,
 }
 
-/// Where a key set came from (decides whether an older generation may replace a newer one).
+/// Why a key set was fetched (decides whether an older generation may replace a newer one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// An RPC answer to a periodic refresh.
+    /// A periodic refresh.
     Periodic,
-    /// Any other RPC answer.
+    /// Any other refresh (start-up, reconnect, unknown kid, `keys.rotated` hint).
     Rpc,
-    /// A `keys.rotated` event.
-    Event,
 }
 
 /// Holds and refreshes the verification keys.
@@ -49,10 +53,13 @@ pub struct KeyManager {
     rpc: RpcClient,
     expect: Expectations,
     rpc_timeout: Duration,
-    unknown_kid_interval: Duration,
-    last_unknown_refresh: std::sync::Mutex<Option<Instant>>,
+    /// Minimum time between on-demand refreshes (unknown kid, `keys.rotated` hint).
+    on_demand_interval: Duration,
+    last_on_demand_refresh: std::sync::Mutex<Option<Instant>>,
     refresh_lock: tokio::sync::Mutex<()>,
     lower_streak: AtomicU32,
+    /// Counts adoptions, so holders of long-lived tokens (WebSockets) can re-check their kid.
+    adoptions: tokio::sync::watch::Sender<u64>,
 }
 
 impl KeyManager {
@@ -61,18 +68,24 @@ impl KeyManager {
         rpc: RpcClient,
         expect: Expectations,
         rpc_timeout: Duration,
-        unknown_kid_interval: Duration,
+        on_demand_interval: Duration,
     ) -> Arc<Self> {
         Arc::new(KeyManager {
             current: ArcSwapOption::empty(),
             rpc,
             expect,
             rpc_timeout,
-            unknown_kid_interval,
-            last_unknown_refresh: std::sync::Mutex::new(None),
+            on_demand_interval,
+            last_on_demand_refresh: std::sync::Mutex::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
             lower_streak: AtomicU32::new(0),
+            adoptions: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Changes every time a key set is adopted.
+    pub fn adoptions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.adoptions.subscribe()
     }
 
     /// The keys in force, if any were loaded yet.
@@ -80,43 +93,64 @@ impl KeyManager {
         self.current.load_full()
     }
 
-    /// Adopts `set` if it is newer than the current one; returns whether it was adopted.
+    /// Adopts `set` (from an RPC reply) if it is newer than the current one; returns whether it
+    /// was adopted. Atomic: the check and the swap are one compare-and-swap, so concurrent
+    /// adoptions can never leave a lower generation in force.
     pub fn adopt(&self, set: KeySet, source: Source) -> bool {
-        let current = self.current.load();
-        if let Some(cur) = current.as_ref() {
-            if set.generation == cur.generation {
+        let current_generation = self.current.load().as_ref().map(|c| c.generation);
+        match current_generation {
+            Some(g) if set.generation == g => {
                 self.lower_streak.store(0, Ordering::Relaxed);
                 return false;
             }
-            if set.generation < cur.generation {
-                if source != Source::Periodic {
-                    return false;
-                }
-                if self.lower_streak.fetch_add(1, Ordering::Relaxed) + 1 < 3 {
-                    return false;
-                }
-                tracing::warn!(
-                    from = cur.generation,
-                    to = set.generation,
-                    "adopting a lower key ring generation: the ring was recreated"
-                );
+            // Lower: only three periodic answers in a row may take the ring back.
+            Some(g)
+                if set.generation < g
+                    && (source != Source::Periodic
+                        || self.lower_streak.fetch_add(1, Ordering::Relaxed) + 1 < 3) =>
+            {
+                return false;
             }
+            _ => {}
         }
-        self.lower_streak.store(0, Ordering::Relaxed);
+        let lower_allowed = current_generation.is_some_and(|g| set.generation < g);
         let (verifier, warnings) = TokenVerifier::new(&set.keys, &self.expect);
         for w in warnings {
             tracing::warn!(warning = %w, "ignoring an unusable verification key");
         }
-        let jwks = serde_json::to_vec(&serde_json::json!({ "keys": set.keys })).unwrap_or_default();
-        tracing::info!(generation = set.generation, active = %set.active_kid, keys = set.keys.len(), ?source, "verification keys updated");
-        metrics::counter!("gateway_key_set_updates_total").increment(1);
-        self.current.store(Some(Arc::new(VerificationKeys {
+        let jwks =
+            serde_json::to_vec(&crate::openapi::Jwks { keys: &set.keys }).unwrap_or_default();
+        let candidate = Arc::new(VerificationKeys {
             generation: set.generation,
             verifier,
             jwks: Bytes::from(jwks),
             key_set: set,
-        })));
-        true
+        });
+        let mut adopted = false;
+        self.current.rcu(|current| {
+            adopted = match current.as_ref().map(|c| c.generation) {
+                None => true,
+                Some(g) => candidate.generation > g || (lower_allowed && candidate.generation < g),
+            };
+            if adopted {
+                Some(candidate.clone())
+            } else {
+                current.clone()
+            }
+        });
+        if adopted {
+            self.lower_streak.store(0, Ordering::Relaxed);
+            if lower_allowed {
+                tracing::warn!(
+                    to = candidate.generation,
+                    "adopted a lower key ring generation: the ring was recreated"
+                );
+            }
+            tracing::info!(generation = candidate.generation, active = %candidate.key_set.active_kid, keys = candidate.key_set.keys.len(), ?source, "verification keys updated");
+            metrics::counter!("gateway_key_set_updates_total").increment(1);
+            self.adoptions.send_modify(|n| *n += 1);
+        }
+        adopted
     }
 
     /// Fetches the key set from auth-svc.
@@ -139,35 +173,64 @@ impl KeyManager {
         Ok(self.adopt(set, source))
     }
 
+    /// Claims the on-demand refresh slot: at most one refresh per configured interval.
+    fn on_demand_slot(&self) -> bool {
+        let Ok(mut last) = self.last_on_demand_refresh.lock() else {
+            return false;
+        };
+        if last.is_some_and(|t| t.elapsed() < self.on_demand_interval) {
+            metrics::counter!("gateway_on_demand_key_refresh_skipped_total").increment(1);
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+
     /// Refreshes because a token named `kid`, at most once per configured interval. Returns
     /// whether `kid` is known afterwards.
     pub async fn refresh_for_unknown_kid(&self, kid: &str) -> bool {
+        if self.on_demand_slot()
+            && let Err(e) = self.refresh(Source::Rpc).await
         {
-            let Ok(mut last) = self.last_unknown_refresh.lock() else {
-                return false;
-            };
-            if last.is_some_and(|t| t.elapsed() < self.unknown_kid_interval) {
-                metrics::counter!("gateway_unknown_kid_refresh_skipped_total").increment(1);
-                return self.current().is_some_and(|k| k.verifier.contains(kid));
-            }
-            *last = Some(Instant::now());
-        }
-        if let Err(e) = self.refresh(Source::Rpc).await {
             tracing::warn!(error = %e, "key refresh for an unknown kid failed");
         }
         self.current().is_some_and(|k| k.verifier.contains(kid))
     }
 
+    /// Follows a `keys.rotated` hint announcing `generation`: asks auth-svc (within the
+    /// on-demand rate limit) until a replica answers with at least that generation, a few times
+    /// at most. The event's own key set is never used.
+    async fn follow_hint(&self, generation: Option<u64>, shutdown: &CancellationToken) {
+        let known = || self.current().map_or(0, |k| k.generation);
+        for attempt in 0..4u32 {
+            if attempt > 0 {
+                tokio::time::sleep(self.on_demand_interval * attempt).await;
+            }
+            if shutdown.is_cancelled() || generation.is_some_and(|g| known() >= g) {
+                return;
+            }
+            if !self.on_demand_slot() {
+                continue;
+            }
+            if let Err(e) = self.refresh(Source::Rpc).await {
+                tracing::warn!(error = %e, "key refresh after keys.rotated failed");
+            }
+            if generation.is_none() {
+                return;
+            }
+        }
+    }
+
     /// Keeps the keys fresh until `shutdown`: initial load, events, reconnects, periodic.
     pub fn spawn_background(
         self: Arc<Self>,
-        events: EventSubscriber,
+        events: &EventSubscriber,
         period: Duration,
         shutdown: CancellationToken,
     ) {
+        let mut rotated = events.subscribe();
+        let mut sessions = events.sessions();
         tokio::spawn(async move {
-            let mut rotated = events.subscribe();
-            let mut sessions = events.sessions();
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // Initial load: retry quickly until auth-svc answers.
@@ -195,10 +258,7 @@ impl KeyManager {
                     }
                     event = rotated.recv() => match event {
                         Ok(e) if e.kind == EventKind::KeysRotated => {
-                            match serde_json::from_value::<KeySet>(e.data["key_set"].clone()) {
-                                Ok(set) => { self.adopt(set, Source::Event); }
-                                Err(_) => { let _ = self.refresh(Source::Rpc).await; }
-                            }
+                            self.follow_hint(e.data["generation"].as_u64(), &shutdown).await;
                         }
                         Ok(_) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
@@ -209,5 +269,102 @@ impl KeyManager {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use authstack_bus::{Names, ReplyMode, RpcClientConfig};
+    use authstack_keyring::material::generate;
+    use authstack_keyring::{KeyRing, SigningAlgorithm};
+
+    use super::*;
+
+    fn key_set(generation: u64) -> KeySet {
+        let mut ring = KeyRing::with_active_key(
+            generate(SigningAlgorithm::EdDSA).unwrap(),
+            chrono::Utc::now(),
+        );
+        ring.generation = generation;
+        ring.key_set()
+    }
+
+    /// A manager whose broker is unreachable: adoption is all these tests exercise.
+    fn manager() -> Arc<KeyManager> {
+        let rpc = RpcClient::start(
+            RpcClientConfig {
+                url: "amqp://127.0.0.1:1/%2f".into(),
+                names: Names::defaults(),
+                max_message_bytes: 1 << 20,
+                connection_name: "test".into(),
+                consumer_check_interval: Duration::from_secs(1),
+                reply_mode: ReplyMode::Exclusive,
+            },
+            CancellationToken::new(),
+        );
+        let expect = Expectations {
+            issuer: "i".into(),
+            audience: "a".into(),
+            leeway_secs: 0,
+        };
+        KeyManager::new(rpc, expect, Duration::from_secs(1), Duration::ZERO)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_adoptions_never_leave_a_lower_generation_in_force() {
+        let manager = manager();
+        // Six replicas' answers racing upwards through 20000 generations at once.
+        let base = key_set(1);
+        let threads = 6u64;
+        let top = 20_000u64;
+        let barrier = Arc::new(std::sync::Barrier::new(threads as usize + 1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (manager, stop) = (manager.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let g = manager.current().map_or(0, |k| k.generation);
+                    assert!(g >= seen, "generation went back from {seen} to {g}");
+                    seen = g;
+                }
+            })
+        };
+        let workers: Vec<_> = (0..threads)
+            .map(|w| {
+                let (manager, base, barrier) = (manager.clone(), base.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for g in (1..=top).filter(|g| g % threads == w) {
+                        let mut set = base.clone();
+                        set.generation = g;
+                        manager.adopt(set, Source::Rpc);
+                    }
+                })
+            })
+            .collect();
+        barrier.wait();
+        for w in workers {
+            w.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        watcher.join().unwrap();
+        assert_eq!(manager.current().unwrap().generation, top);
+    }
+
+    #[tokio::test]
+    async fn only_three_periodic_answers_in_a_row_may_lower_the_generation() {
+        let manager = manager();
+        assert!(manager.adopt(key_set(5), Source::Rpc));
+        assert!(!manager.adopt(key_set(3), Source::Rpc));
+        assert!(!manager.adopt(key_set(3), Source::Periodic));
+        assert!(!manager.adopt(key_set(3), Source::Periodic));
+        assert!(
+            manager.adopt(key_set(3), Source::Periodic),
+            "the ring was recreated"
+        );
+        assert_eq!(manager.current().unwrap().generation, 3);
     }
 }

@@ -2,17 +2,23 @@
 //!
 //! REST on axum/hyper. It verifies access tokens itself ([`auth`], with a cache of verified
 //! tokens and keys from auth-svc via [`keys`]), turns requests into RPC calls to auth-svc over
-//! RabbitMQ, and maps error codes to HTTP statuses ([`error`]).
+//! RabbitMQ, and maps error codes to HTTP statuses ([`error`]). [`ws`] serves live events and
+//! RPC over a WebSocket.
 
 pub mod auth;
+pub mod client_ip;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod middleware;
+pub mod openapi;
+pub mod revocations;
 pub mod routes;
+pub mod server;
 pub mod startup;
 pub mod state;
+pub mod ws;
 
 pub use config::Config;
 pub use startup::Application;

@@ -8,10 +8,11 @@ use std::time::Instant;
 use authstack_protocol::{ErrorBody, ErrorCode};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::client_ip::TrustedProxies;
 use crate::error;
 use crate::state::AppState;
 
@@ -54,7 +55,8 @@ impl Default for RequestIds {
 }
 
 impl RequestIds {
-    fn next(&self) -> String {
+    /// A fresh request id.
+    pub fn next(&self) -> String {
         format!(
             "{}-{:x}",
             self.prefix,
@@ -72,20 +74,10 @@ fn incoming_request_id(req: &Request) -> Option<String> {
     sane.then(|| v.to_owned())
 }
 
-fn client_ip(req: &Request, trust_forwarded_for: bool) -> Option<String> {
-    if trust_forwarded_for
-        && let Some(last) = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').map(str::trim).find(|s| !s.is_empty()))
-        && last.parse::<std::net::IpAddr>().is_ok()
-    {
-        return Some(last.to_owned());
-    }
+fn client_ip(req: &Request, proxies: &TrustedProxies) -> Option<String> {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .map(|c| proxies.client_ip(c.0.ip(), req.headers()).to_string())
 }
 
 /// The outermost layer: assigns the request id, renders [`ErrorBody`] responses as JSON.
@@ -97,7 +89,7 @@ pub async fn request_context(
     let request_id: Arc<str> = incoming_request_id(&req)
         .unwrap_or_else(|| state.request_ids.next())
         .into();
-    let client_ip = client_ip(&req, state.config.trust_forwarded_for);
+    let client_ip = client_ip(&req, &state.proxies);
     req.extensions_mut().insert(RequestContext {
         request_id: request_id.clone(),
         client_ip,
@@ -107,6 +99,7 @@ pub async fn request_context(
     if let Some(body) = body {
         response = error::render(&body, &request_id);
     } else if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = response.headers().get(header::ALLOW).cloned();
         response = error::render(
             &ErrorBody::new(
                 ErrorCode::MethodNotAllowed,
@@ -114,9 +107,25 @@ pub async fn request_context(
             ),
             &request_id,
         );
+        if let Some(allow) = allow {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
     }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}
+
+/// The outermost layer: API responses carry tokens, claims or account data, so no cache —
+/// browser, proxy or CDN — may store them (RFC 6749 section 5.1, RFC 9111). Responses that
+/// chose their own caching (the public JWKS) keep it.
+pub async fn no_store(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     }
     response
 }

@@ -1,4 +1,5 @@
-//! Wiring: RPC client, event subscriber, key manager, token cache and the HTTP server.
+//! Wiring: RPC client, event subscription, key manager, deny list, token cache, the HTTP server
+//! and the metrics listener.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,83 +10,144 @@ use authstack_keyring::jwt::Expectations;
 use futures::future::BoxFuture;
 
 use crate::auth::TokenCache;
+use crate::client_ip::TrustedProxies;
 use crate::config::Config;
 use crate::keys::KeyManager;
 use crate::middleware::RequestIds;
+use crate::revocations::DenyList;
+use crate::server::{self, Limits};
 use crate::state::{AppState, StateInner};
+
+/// Binds the API listener; accepted connections inherit its send buffer size (0: autotuned).
+fn bind(addr: SocketAddr, send_buffer_bytes: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    if send_buffer_bytes > 0 {
+        socket.set_send_buffer_size(send_buffer_bytes)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
 
 /// A started gateway.
 pub struct Application {
     addr: SocketAddr,
+    metrics_addr: SocketAddr,
     state: AppState,
     serve: BoxFuture<'static, std::io::Result<()>>,
 }
 
 impl Application {
-    /// Binds the listener and starts the background connections.
+    /// Binds the listeners and starts the background connections.
     pub async fn build(config: Config, shutdown: CancellationToken) -> std::io::Result<Self> {
         let metrics = authstack_telemetry::metrics();
+        let broker = &config.broker;
         let rpc = RpcClient::start(
             RpcClientConfig {
-                url: config.broker.amqp_url.clone(),
-                queue: config.broker.rpc_queue.clone(),
+                url: broker.amqp_url.clone(),
+                names: broker.names(),
+                max_message_bytes: broker.max_message_bytes as usize,
                 connection_name: format!("{}-rpc", config.instance_name),
                 consumer_check_interval: Duration::from_millis(500),
                 reply_mode: config.rpc_reply_mode,
             },
             shutdown.clone(),
         );
+        // One subscription to every event for the whole process; keys, the deny list and the
+        // WebSocket hub each take a receiver of the in-process fan-out.
         let events = EventSubscriber::start(
-            config.broker.amqp_url.clone(),
-            config.broker.events_exchange.clone(),
-            vec!["keys.*".to_owned()],
+            broker.amqp_url.clone(),
+            broker.events_exchange.clone(),
+            vec!["#".to_owned()],
             format!("{}-events", config.instance_name),
+            broker.max_message_bytes as usize,
             shutdown.clone(),
         );
+        let leeway = config.clock_skew_secs;
         let keys = KeyManager::new(
             rpc.clone(),
             Expectations {
                 issuer: config.issuer.clone(),
                 audience: config.audience.clone(),
-                leeway_secs: config.clock_skew_secs,
+                leeway_secs: leeway,
             },
             config.rpc_timeout(),
             Duration::from_millis(config.unknown_kid_refresh_ms),
         );
         keys.clone().spawn_background(
-            events,
+            &events,
             Duration::from_secs(config.key_refresh_secs.max(1)),
             shutdown.clone(),
         );
+        let revocations = Arc::new(DenyList::new(
+            config.deny_list_capacity as usize,
+            leeway as i64,
+        ));
+        revocations
+            .clone()
+            .spawn(&events, Duration::from_secs(30), shutdown.clone());
+        let ws = crate::ws::Hub::new(revocations.clone());
+        ws.clone().spawn(&events, keys.clone(), shutdown.clone());
         let state = AppState(Arc::new(StateInner {
+            ws,
+            ws_slots: Arc::new(tokio::sync::Semaphore::new(config.ws_max_sockets as usize)),
+            shutdown: shutdown.clone(),
             tokens: TokenCache::new(config.token_cache_capacity),
-            leeway_secs: config.clock_skew_secs as i64,
+            leeway_secs: leeway as i64,
             request_ids: RequestIds::default(),
+            proxies: TrustedProxies::new(
+                config.trusted_proxies.0.clone(),
+                config.trusted_proxy_hops,
+            ),
+            revocations,
+            events,
             rpc,
             keys,
             metrics,
             config,
         }));
-        let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
+
+        let metrics_listener = tokio::net::TcpListener::bind(state.config.metrics_listen).await?;
+        let metrics_addr = metrics_listener.local_addr()?;
+        let metrics_app = crate::routes::metrics_router(state.clone());
+        let metrics_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let serve = axum::serve(metrics_listener, metrics_app)
+                .with_graceful_shutdown(async move { metrics_shutdown.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+
+        let listener = bind(state.config.listen, state.config.socket_send_buffer_bytes)?;
         let addr = listener.local_addr()?;
-        let app = crate::routes::router(state.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let serve = async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
+        let limits = Limits {
+            max_connections: state.config.max_connections as usize,
+            header_read_timeout: Duration::from_millis(state.config.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(state.config.idle_timeout_ms),
         };
-        tracing::info!(%addr, "gateway listening");
+        let router = crate::routes::router(state.clone());
+        let serve = server::serve(listener, router, limits, shutdown);
+        tracing::info!(%addr, %metrics_addr, "gateway listening");
         Ok(Application {
             addr,
+            metrics_addr,
             state,
             serve: Box::pin(serve),
         })
     }
 
-    /// The bound address.
+    /// The bound address of the API.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound address of the metrics listener.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     /// Shared state (tests inspect readiness through it).

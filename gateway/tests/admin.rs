@@ -89,16 +89,18 @@ async fn admins_manage_accounts_and_users_get_403() {
     )
     .await
     .assert_error(401, "auth.invalid_token");
+    // A disabled account answers like a wrong password: the password is not confirmed.
     app.post(
         "/api/v1/auth/login",
         json!({"login": "ivy", "password": "correct horse battery"}),
         None,
     )
     .await
-    .assert_error(403, "auth.forbidden");
+    .assert_error(401, "auth.invalid_credentials");
+    // Disabling revoked the sessions: the old access token is dead (401), not merely forbidden.
     app.get("/api/v1/users/me", Some(&ivy_token))
         .await
-        .assert_error(403, "auth.forbidden");
+        .assert_error(401, "auth.invalid_token");
     app.send(
         Method::PATCH,
         &format!("/api/v1/users/{ivy_id}"),
@@ -108,7 +110,7 @@ async fn admins_manage_accounts_and_users_get_403() {
     .await;
     app.login("ivy", "correct horse battery").await;
 
-    // Admins cannot lock themselves out.
+    // Admins cannot lock themselves out, and the last one cannot step down.
     let own = admin_account["id"].as_str().unwrap();
     app.send(
         Method::PATCH,

@@ -85,11 +85,7 @@ async fn two_replicas_share_the_queue_and_one_can_leave_without_failures() {
 #[tokio::test]
 async fn services_recover_after_the_broker_connection_drops() {
     let proxy = TcpProxy::start(broker_addr()).await.unwrap();
-    let app = TestApp::spawn_with(Options {
-        amqp_url: proxy.amqp_url(),
-        ..Options::default()
-    })
-    .await;
+    let app = TestApp::behind(&proxy).await;
     let (_, token, _) = app.user("ned").await;
     assert_eq!(
         app.get("/api/v1/users/me", Some(&token)).await.status,
@@ -268,6 +264,7 @@ async fn every_state_change_is_published_as_an_event() {
         app.exchange.clone(),
         vec!["#".into()],
         "event-test".into(),
+        1 << 20,
         shutdown.clone(),
     );
     let mut rx = events.subscribe();
@@ -292,6 +289,9 @@ async fn every_state_change_is_published_as_an_event() {
         Some(&token),
     )
     .await;
+    // That session (and its access token) is over: continue in a new one.
+    let pair = app.login("vic", "correct horse battery").await;
+    let token = pair["access_token"].as_str().unwrap().to_owned();
     app.send(
         reqwest::Method::POST,
         "/api/v1/auth/logout-all",
@@ -299,10 +299,12 @@ async fn every_state_change_is_published_as_an_event() {
         Some(&token),
     )
     .await;
+    let pair = app.login("vic", "correct horse battery").await;
+    let token = pair["access_token"].as_str().unwrap().to_owned();
     app.send(
         reqwest::Method::DELETE,
         "/api/v1/users/me",
-        None,
+        Some(serde_json::json!({"current_password": "correct horse battery"})),
         Some(&token),
     )
     .await;
@@ -313,6 +315,9 @@ async fn every_state_change_is_published_as_an_event() {
         EventKind::AccountUpdated,
         EventKind::AccountLoggedOut,
         EventKind::SessionRevoked,
+        EventKind::AccountLoggedIn,
+        EventKind::SessionRevoked,
+        EventKind::AccountLoggedIn,
         EventKind::AccountDeleted,
     ];
     let mut seen = Vec::new();

@@ -1,7 +1,8 @@
 //! The authentication service: one method per RPC call.
 //!
 //! Every state change runs in one PostgreSQL transaction that also records the request id (the
-//! AMQP `message_id`, unique per call) in `auth.processed_requests`. A redelivered request is
+//! AMQP `message_id`, unique per call) in `auth.processed_requests` and writes its domain events
+//! to the outbox (published by [`crate::outbox`]). A redelivered request is
 //! looked up first; if a concurrent first delivery is still running, the final insert conflicts,
 //! the transaction rolls back, and the reply stored the first time is returned instead: a
 //! request is never applied twice. Replies that carry fresh credentials (login, refresh) are not
@@ -13,14 +14,16 @@ mod sessions;
 use std::sync::Arc;
 use std::time::Duration;
 
-use authstack_bus::{EventPublisher, IncomingCall, RpcHandler};
+use authstack_bus::{IncomingCall, RpcHandler};
 use authstack_protocol::rpc::{Call, CallContext, RpcReply};
-use authstack_protocol::{ErrorBody, ErrorCode, Event};
+use authstack_protocol::{ErrorBody, ErrorCode, Event, EventKind, Revocation};
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use crate::bearer::BearerVerifier;
 use crate::keys::KeyStore;
+use crate::outbox::{self, RelaySignal};
 use crate::passwords::{HashError, PasswordHasherPool};
 use crate::policy::Policy;
 use crate::throttle::ThrottlePolicy;
@@ -35,8 +38,14 @@ pub struct ServiceSettings {
     pub refresh_ttl: Duration,
     /// Grace window for presenting a just-replaced refresh token again.
     pub reuse_grace: Duration,
+    /// Absolute lifetime of a session, from its login.
+    pub session_max_lifetime: Duration,
     /// Login throttling.
     pub throttle: ThrottlePolicy,
+    /// Clock skew allowed when verifying the caller's access token (`exp`, `nbf`).
+    pub clock_skew_secs: u64,
+    /// Verified access tokens kept in memory (0 disables the cache).
+    pub token_cache_capacity: usize,
 }
 
 /// Why a call failed.
@@ -61,6 +70,7 @@ impl ServiceError {
     pub fn into_body(self) -> ErrorBody {
         match self {
             ServiceError::Client(body) => body,
+            ServiceError::Hash(HashError::Busy) => ErrorBody::at_capacity(1),
             other => {
                 tracing::error!(error = %other, "internal error");
                 ErrorBody::new(ErrorCode::Internal, "internal error")
@@ -133,14 +143,31 @@ pub(crate) fn conflict_as_user_exists(e: sqlx::Error) -> ServiceError {
     ServiceError::Db(e)
 }
 
+/// An authenticated caller: a verified access token whose session is live and whose account
+/// exists and is enabled.
+pub(crate) struct Caller {
+    /// The account, as stored now.
+    pub account: AccountRow,
+    /// The session the token belongs to (`sid`).
+    pub session_id: Uuid,
+}
+
+#[derive(sqlx::FromRow)]
+struct CallerRow {
+    #[sqlx(flatten)]
+    account: AccountRow,
+    session_live: bool,
+}
+
 /// The service: answers every [`Call`].
 pub struct AuthService {
+    pub(crate) bearer: BearerVerifier,
     pub(crate) pool: PgPool,
     pub(crate) hasher: PasswordHasherPool,
     pub(crate) keys: KeyStore,
     pub(crate) settings: ServiceSettings,
     pub(crate) policy: Policy,
-    pub(crate) events: EventPublisher,
+    pub(crate) relay: RelaySignal,
 }
 
 impl AuthService {
@@ -151,15 +178,24 @@ impl AuthService {
         keys: KeyStore,
         settings: ServiceSettings,
         policy: Policy,
-        events: EventPublisher,
+        relay: RelaySignal,
     ) -> Arc<Self> {
+        let bearer = BearerVerifier::new(
+            authstack_keyring::jwt::Expectations {
+                issuer: settings.tokens.issuer.clone(),
+                audience: settings.tokens.audience.clone(),
+                leeway_secs: settings.clock_skew_secs,
+            },
+            settings.token_cache_capacity,
+        );
         Arc::new(AuthService {
+            bearer,
             pool,
             hasher,
             keys,
             settings,
             policy,
-            events,
+            relay,
         })
     }
 
@@ -182,7 +218,7 @@ impl AuthService {
             Call::LogoutAll => self.logout_all(req).await,
             Call::GetMe => self.get_me(req).await,
             Call::UpdateMe(p) => self.update_me(p, req).await,
-            Call::DeleteMe => self.delete_me(req).await,
+            Call::DeleteMe(p) => self.delete_me(p, req).await,
             Call::ChangePassword(p) => self.change_password(p, req).await,
             Call::ListUsers(p) => self.list_users(p, req).await,
             Call::GetUser(p) => self.get_user(p.id, req).await,
@@ -193,8 +229,9 @@ impl AuthService {
         }
     }
 
-    /// Records the request id in `tx`, commits and publishes `events`; if the request was
-    /// already applied, rolls back and replays the first reply instead.
+    /// Records the request id and writes `events` to the outbox in `tx`, commits and wakes the
+    /// relay; if the request was already applied, rolls back and replays the first reply
+    /// instead.
     pub(crate) async fn finish(
         &self,
         mut tx: Transaction<'static, Postgres>,
@@ -226,11 +263,20 @@ impl AuthService {
                 return self.replay(req.id).await;
             }
         }
+        outbox::enqueue(&mut tx, &events).await?;
         tx.commit().await?;
-        for event in events {
-            self.events.publish(event);
+        if !events.is_empty() {
+            self.relay.wake();
         }
         Ok(reply)
+    }
+
+    /// Writes events that belong to no transaction (e.g. a refused login) to the outbox.
+    pub(crate) async fn record_events(&self, events: &[Event]) -> Result<(), ServiceError> {
+        let mut conn = self.pool.acquire().await?;
+        outbox::enqueue(&mut conn, events).await?;
+        self.relay.wake();
+        Ok(())
     }
 
     pub(crate) async fn replay(&self, request_id: &str) -> Result<RpcReply, ServiceError> {
@@ -262,10 +308,54 @@ impl AuthService {
         })
     }
 
-    /// The authenticated caller's id.
-    pub(crate) fn caller(ctx: &CallContext) -> Result<Uuid, ServiceError> {
-        ctx.account_id
-            .ok_or_else(|| fail(ErrorCode::InvalidToken, "authentication required"))
+    /// Authenticates the caller from the access token in `ctx` (verified here, never trusted
+    /// from the gateway), then checks in one query (two primary-key lookups) that its session
+    /// is neither revoked nor past its absolute lifetime and that its account still exists and
+    /// is enabled — so logout, logout-all, a password change, disabling and deletion stop the
+    /// old access tokens at once, however long they would still verify.
+    pub(crate) async fn authenticate(&self, ctx: &CallContext) -> Result<Caller, ServiceError> {
+        let token = ctx
+            .access_token
+            .as_ref()
+            .ok_or_else(|| fail(ErrorCode::InvalidToken, "authentication required"))?;
+        let identity = self.bearer.verify(&self.keys.current(), token.expose())?;
+        let row: Option<CallerRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            account_columns!(),
+            ", EXISTS (SELECT 1 FROM auth.sessions s
+                        WHERE s.id = $2 AND s.account_id = $1 AND s.revoked_at IS NULL
+                          AND s.created_at + make_interval(secs => $3) > now())
+                 AS session_live
+               FROM auth.accounts WHERE id = $1"
+        ))
+        .bind(identity.account_id)
+        .bind(identity.session_id)
+        .bind(self.settings.session_max_lifetime.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            None => Err(fail(
+                ErrorCode::InvalidToken,
+                "the account no longer exists",
+            )),
+            Some(r) if !r.session_live => Err(fail(
+                ErrorCode::InvalidToken,
+                "this session has been revoked",
+            )),
+            // Like a revoked session (disabling revokes them all): the token no longer counts.
+            Some(r) if r.account.disabled => {
+                Err(fail(ErrorCode::InvalidToken, "the account is disabled"))
+            }
+            Some(r) => Ok(Caller {
+                account: r.account,
+                session_id: identity.session_id,
+            }),
+        }
+    }
+
+    /// The authenticated caller's id (see [`AuthService::authenticate`]).
+    pub(crate) async fn caller(&self, ctx: &CallContext) -> Result<Uuid, ServiceError> {
+        Ok(self.authenticate(ctx).await?.account.id)
     }
 
     /// One account by id.
@@ -280,21 +370,38 @@ impl AuthService {
         .await
     }
 
-    /// The caller's account, which must exist and be enabled.
+    /// The caller's account (see [`AuthService::authenticate`]).
     pub(crate) async fn active_caller(
         &self,
         ctx: &CallContext,
     ) -> Result<AccountRow, ServiceError> {
-        let id = Self::caller(ctx)?;
-        match self.account(id).await? {
-            None => Err(fail(ErrorCode::NotFound, "account not found")),
-            Some(r) if r.disabled => Err(fail(ErrorCode::Forbidden, "account is disabled")),
-            Some(r) => Ok(r),
-        }
+        Ok(self.authenticate(ctx).await?.account)
+    }
+
+    /// The `data` of an event revoking `sessions` (or, with none, a whole account): why, which
+    /// sessions, and until when their access tokens would otherwise verify.
+    pub(crate) fn revocation(&self, reason: &str, sessions: &[Uuid]) -> serde_json::Value {
+        let revocation = Revocation {
+            reason: reason.to_owned(),
+            session_ids: sessions.to_vec(),
+            tokens_valid_until: Utc::now().timestamp() + self.settings.tokens.ttl_secs as i64,
+        };
+        serde_json::to_value(revocation).unwrap_or_default()
+    }
+
+    /// The `session.revoked` event for `sessions` of `account`.
+    pub(crate) fn sessions_revoked(&self, account: Uuid, reason: &str, sessions: &[Uuid]) -> Event {
+        Event::now(
+            EventKind::SessionRevoked,
+            Some(account),
+            self.revocation(reason, sessions),
+        )
     }
 
     /// Deletes bookkeeping that can no longer matter: processed request ids older than an
-    /// hour (far beyond any RPC deadline), refresh tokens expired for a day, stale throttles.
+    /// hour (far beyond any RPC deadline), refresh tokens expired for a day, sessions revoked
+    /// or past their lifetime for a day, stale throttles; and forgets sealed successors once
+    /// no grace window can still need them.
     pub async fn purge_expired(&self) -> Result<u64, sqlx::Error> {
         let mut removed = 0;
         for sql in [
@@ -302,10 +409,26 @@ impl AuthService {
             "DELETE FROM auth.refresh_tokens WHERE expires_at < now() - interval '1 day'",
             "DELETE FROM auth.login_throttle
               WHERE (locked_until IS NULL OR locked_until < now())
-                AND window_started_at < now() - interval '1 day'",
+                AND updated_at < now() - interval '1 day'",
         ] {
             removed += sqlx::query(sql).execute(&self.pool).await?.rows_affected();
         }
+        removed += sqlx::query(
+            "DELETE FROM auth.sessions
+              WHERE revoked_at < now() - interval '1 day'
+                 OR created_at < now() - make_interval(secs => $1) - interval '1 day'",
+        )
+        .bind(self.settings.session_max_lifetime.as_secs_f64())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "UPDATE auth.refresh_tokens SET successor_sealed = NULL
+              WHERE successor_sealed IS NOT NULL AND used_at < now() - make_interval(secs => $1)",
+        )
+        .bind(authstack_protocol::limits::REFRESH_REUSE_GRACE_MAX_SECS as f64)
+        .execute(&self.pool)
+        .await?;
         Ok(removed)
     }
 }

@@ -1,6 +1,7 @@
 //! `POST /api/v1/access/check`.
 
-use authstack_protocol::rpc::{AccessCheckParams, Call};
+use crate::openapi::{BadInput, Unauthenticated, Upstream};
+use authstack_protocol::rpc::{AccessCheckParams, AccessDecision, Call};
 use authstack_protocol::validate;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,6 +14,8 @@ use crate::extract::JsonBody;
 use crate::state::AppState;
 
 /// Whether the caller's roles allow `{method, path}` → `{"allowed": bool}`.
+#[utoipa::path(post, path = "/api/v1/access/check", tag = "access", request_body = AccessCheckParams, security(("bearer" = [])),
+    responses((status = 200, description = "The role policy's verdict", body = AccessDecision), BadInput, Unauthenticated, Upstream))]
 pub async fn check(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,4 +1,4 @@
-//! HTTP routes of the gateway (DESIGN section 3).
+//! HTTP routes of the gateway: the API of `docs/http-api.md`.
 
 mod access;
 mod auth;
@@ -12,11 +12,16 @@ use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::openapi::ApiDoc;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
-use crate::middleware::{http_metrics, request_context};
+use crate::middleware::{http_metrics, no_store, request_context};
 use crate::state::AppState;
 
 /// A JSON response passing auth-svc's result through untouched.
@@ -39,38 +44,47 @@ pub(crate) fn no_content() -> Response {
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
-/// The complete router.
+/// The complete router, with the OpenAPI description of every route it serves (`/openapi.json`,
+/// Swagger UI at `/docs`, ReDoc at `/redoc`).
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/auth/register", post(auth::register))
-        .route("/api/v1/auth/login", post(auth::login))
-        .route("/api/v1/auth/refresh", post(auth::refresh))
-        .route("/api/v1/auth/logout", post(auth::logout))
-        .route("/api/v1/auth/logout-all", post(auth::logout_all))
-        .route("/api/v1/auth/session", get(auth::session))
-        .route(
-            "/api/v1/users/me",
-            get(users::get_me)
-                .patch(users::update_me)
-                .delete(users::delete_me),
-        )
-        .route("/api/v1/users/me/password", post(users::change_password))
-        .route("/api/v1/users", get(users::list))
-        .route(
-            "/api/v1/users/{id}",
-            get(users::get).patch(users::update).delete(users::delete),
-        )
-        .route("/api/v1/access/check", post(access::check))
-        .route("/.well-known/jwks.json", get(wellknown::jwks))
-        .route(
-            "/.well-known/openid-configuration",
-            get(wellknown::openid_configuration),
-        )
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+    let (api, description) = documented_routes().split_for_parts();
+    api.merge(crate::openapi::docs_router(description))
         .route_layer(from_fn(http_metrics))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .layer(from_fn_with_state(state.clone(), request_context))
+        .layer(from_fn(no_store))
+        .with_state(state)
+}
+
+/// The OpenAPI description of every route [`router`] serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes().split_for_parts().1
+}
+
+/// Every API route, registered with its description.
+fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::logout_all))
+        .routes(routes!(auth::session))
+        .routes(routes!(users::get_me, users::update_me, users::delete_me))
+        .routes(routes!(users::change_password))
+        .routes(routes!(users::list))
+        .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(access::check))
+        .routes(routes!(crate::ws::upgrade))
+        .routes(routes!(wellknown::jwks))
+        .routes(routes!(wellknown::openid_configuration))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+}
+
+/// The metrics listener's router: Prometheus `/metrics` only, kept off the public port.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
         .with_state(state)
 }

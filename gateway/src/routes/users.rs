@@ -1,8 +1,8 @@
 //! `/api/v1/users/*`: the caller's own account and account administration.
 
 use authstack_protocol::rpc::{
-    AdminUpdate, AdminUpdateParams, Call, ChangePasswordParams, ListUsersParams, UpdateMeParams,
-    UserIdParams,
+    AdminUpdate, AdminUpdateParams, Call, ChangePasswordParams, DeleteMeParams, ListUsersParams,
+    UpdateMeParams, UserIdParams,
 };
 use authstack_protocol::validate;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -15,15 +15,24 @@ use super::{no_content, raw_json};
 use crate::auth::{Admin, Caller};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, bad_parameter};
+use crate::openapi::{
+    AdminOnly, BadInput, Conflicting, Missing, Throttled, Unauthenticated, Upstream,
+};
 use crate::state::AppState;
+use authstack_protocol::{Account, AccountPage};
 
 /// `GET /api/v1/users/me`.
+#[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, description = "The caller's account", body = Account), Unauthenticated, Upstream))]
 pub async fn get_me(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let raw = state.call(&Call::GetMe, caller.context()).await?;
     Ok(raw_json(StatusCode::OK, &raw))
 }
 
-/// `PATCH /api/v1/users/me` with any of `email`, `username`, `display_name`.
+/// `PATCH /api/v1/users/me` with any of `email`, `username`, `display_name` (a new `email`
+/// needs `current_password`).
+#[utoipa::path(patch, path = "/api/v1/users/me", tag = "users", request_body = UpdateMeParams, security(("bearer" = [])),
+    responses((status = 200, description = "The updated account", body = Account), BadInput, Unauthenticated, Conflicting, Throttled, Upstream))]
 pub async fn update_me(
     State(state): State<AppState>,
     caller: Caller,
@@ -34,16 +43,22 @@ pub async fn update_me(
     Ok(raw_json(StatusCode::OK, &raw))
 }
 
-/// `DELETE /api/v1/users/me` → 204.
+/// `DELETE /api/v1/users/me` with `{current_password}` → 204.
+#[utoipa::path(delete, path = "/api/v1/users/me", tag = "users", request_body = DeleteMeParams, security(("bearer" = [])),
+    responses((status = 204, description = "The account is deleted; its tokens are dead"), BadInput, Unauthenticated, AdminOnly, Throttled, Upstream))]
 pub async fn delete_me(
     State(state): State<AppState>,
     caller: Caller,
+    JsonBody(p): JsonBody<DeleteMeParams>,
 ) -> Result<Response, ApiError> {
-    state.call(&Call::DeleteMe, caller.context()).await?;
+    validate::delete_me(&p)?;
+    state.call(&Call::DeleteMe(p), caller.context()).await?;
     Ok(no_content())
 }
 
 /// `POST /api/v1/users/me/password` → 204; other sessions are revoked.
+#[utoipa::path(post, path = "/api/v1/users/me/password", tag = "users", request_body = ChangePasswordParams, security(("bearer" = [])),
+    responses((status = 204, description = "Changed; every other session is revoked"), BadInput, Unauthenticated, Throttled, Upstream))]
 pub async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
@@ -57,6 +72,8 @@ pub async fn change_password(
 }
 
 /// `GET /api/v1/users?limit=&offset=` (admin).
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(ListUsersParams), security(("bearer" = [])),
+    responses((status = 200, description = "One page of accounts, oldest first", body = AccountPage), BadInput, Unauthenticated, AdminOnly, Upstream))]
 pub async fn list(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -75,6 +92,8 @@ fn account_id(path: Result<Path<String>, PathRejection>) -> Result<Uuid, ApiErro
 }
 
 /// `GET /api/v1/users/{id}` (admin).
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path, description = "Account id")), security(("bearer" = [])),
+    responses((status = 200, description = "The account", body = Account), BadInput, Unauthenticated, AdminOnly, Missing, Upstream))]
 pub async fn get(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -88,6 +107,9 @@ pub async fn get(
 }
 
 /// `PATCH /api/v1/users/{id}` with any of `roles`, `disabled`, `display_name` (admin).
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", request_body = AdminUpdate, params(("id" = Uuid, Path, description = "Account id")), security(("bearer" = [])),
+    description = "Disabling an account revokes its sessions (its sockets close with 4004). The last active admin cannot be demoted or disabled.",
+    responses((status = 200, description = "The updated account", body = Account), BadInput, Unauthenticated, AdminOnly, Missing, Conflicting, Upstream))]
 pub async fn update(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -102,6 +124,8 @@ pub async fn update(
 }
 
 /// `DELETE /api/v1/users/{id}` → 204 (admin).
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path, description = "Account id")), security(("bearer" = [])),
+    responses((status = 204, description = "The account is deleted"), BadInput, Unauthenticated, AdminOnly, Missing, Upstream))]
 pub async fn delete(
     State(state): State<AppState>,
     Admin(caller): Admin,

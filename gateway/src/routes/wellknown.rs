@@ -7,9 +7,12 @@ use axum::response::Response;
 
 use super::json_bytes;
 use crate::error::ApiError;
+use crate::openapi::{Jwks, KeysUnavailable, OpenIdConfiguration};
 use crate::state::AppState;
 
 /// The RFC 7517 JWKS of every key that may verify a live token (pending, active, retiring).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "keys",
+    responses((status = 200, description = "The public keys", body = Jwks<'static>), KeysUnavailable))]
 pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
     let keys = state.keys.current().ok_or_else(|| {
         ApiError::new(
@@ -28,6 +31,8 @@ pub async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
 }
 
 /// Discovery document: issuer and JWKS location, so standard JWT libraries can verify tokens.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "keys",
+    responses((status = 200, description = "Issuer, JWKS location, algorithms", body = OpenIdConfiguration)))]
 pub async fn openid_configuration(State(state): State<AppState>) -> Response {
     let issuer = state.config.issuer.trim_end_matches('/');
     let algorithms: Vec<String> = state
@@ -40,16 +45,18 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Response {
             algs
         })
         .unwrap_or_default();
-    let body = serde_json::json!({
-        "issuer": issuer,
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "token_endpoint": format!("{issuer}/api/v1/auth/login"),
-        "grant_types_supported": ["password", "refresh_token"],
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": algorithms,
-        "claims_supported": ["iss", "aud", "sub", "exp", "iat", "nbf", "jti", "roles", "sid"],
-    });
+    let body = OpenIdConfiguration {
+        issuer: issuer.to_owned(),
+        jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        token_endpoint: format!("{issuer}/api/v1/auth/login"),
+        grant_types_supported: vec!["password", "refresh_token"],
+        response_types_supported: vec!["token"],
+        subject_types_supported: vec!["public"],
+        id_token_signing_alg_values_supported: algorithms,
+        claims_supported: vec![
+            "iss", "aud", "sub", "exp", "iat", "nbf", "jti", "roles", "sid",
+        ],
+    };
     json_bytes(
         StatusCode::OK,
         serde_json::to_vec(&body).unwrap_or_default(),

@@ -9,23 +9,25 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use auth_svc::Application as AuthSvc;
-use authstack_bus::CancellationToken;
+use authstack_bus::{CancellationToken, Names};
 use authstack_keyring::layout::write_atomic;
 use authstack_keyring::material::generate;
 use authstack_keyring::{KEYRING_FILE, KeyRing, SigningAlgorithm};
+use authstack_protocol::broker::Component;
+use authstack_testkit::broker::component_url;
 use authstack_testkit::cleanup::CleanupGuard;
 use authstack_testkit::postgres::TestDatabase;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-/// The real broker.
+/// The real broker's administrator: only for inspecting and deleting a test's queues.
 pub fn amqp_url() -> String {
-    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+    authstack_testkit::broker::admin_url()
 }
 
 /// The broker's TCP address (for proxies).
 pub fn broker_addr() -> SocketAddr {
-    "127.0.0.1:5672".parse().unwrap()
+    authstack_testkit::broker::broker_addr()
 }
 
 /// Knobs a test may turn.
@@ -33,8 +35,9 @@ pub fn broker_addr() -> SocketAddr {
 pub struct Options {
     /// auth-svc replicas.
     pub replicas: usize,
-    /// AMQP URL for auth-svc and the gateway (e.g. through a proxy).
-    pub amqp_url: String,
+    /// Where auth-svc and the gateway reach the broker (e.g. through a proxy); each connects
+    /// with its own least-privilege broker user.
+    pub broker: SocketAddr,
     /// Gateway RPC deadline.
     pub rpc_timeout_ms: u64,
     /// Account lockout threshold.
@@ -49,13 +52,19 @@ pub struct Options {
     pub algorithm: SigningAlgorithm,
     /// Gateway body limit.
     pub max_body_bytes: usize,
+    /// Trust `X-Forwarded-For` from 127.0.0.1 (tests that play several clients).
+    pub trust_forwarded_for: bool,
+    /// Any other auth-svc setting a test needs (applied last).
+    pub tweak_auth: Option<fn(&mut auth_svc::Config)>,
+    /// Last word on the gateway's configuration (timeouts, proxies, limits).
+    pub gateway_config: fn(&mut gateway::Config),
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             replicas: 2,
-            amqp_url: amqp_url(),
+            broker: broker_addr(),
             rpc_timeout_ms: 5000,
             lockout_threshold: 5,
             lockout_duration: 60,
@@ -63,6 +72,9 @@ impl Default for Options {
             reuse_grace: 0,
             algorithm: SigningAlgorithm::EdDSA,
             max_body_bytes: 16 * 1024,
+            trust_forwarded_for: false,
+            tweak_auth: None,
+            gateway_config: |_| {},
         }
     }
 }
@@ -82,12 +94,30 @@ pub struct TestApp {
     pub database_url: String,
     pub key_dir: tempfile::TempDir,
     pub ring: KeyRing,
+    pub names: Names,
     pub queue: String,
     pub exchange: String,
     pub options: Options,
     pub replicas: Vec<Replica>,
     pub gateway_shutdown: CancellationToken,
     pub gateway: gateway::state::AppState,
+    /// The gateway's metrics URL (its separate listener).
+    pub metrics: String,
+}
+
+/// Notes the passwords and tokens in a request or response body for the log scan.
+pub fn record_secrets(body: &Value) {
+    for key in [
+        "password",
+        "current_password",
+        "new_password",
+        "refresh_token",
+        "access_token",
+    ] {
+        if let Some(secret) = body[key].as_str() {
+            authstack_testkit::logs::record_secret(secret);
+        }
+    }
 }
 
 /// The response of a request: status, headers and JSON body (Null when empty).
@@ -134,11 +164,21 @@ pub fn write_ring(dir: &std::path::Path, ring: &KeyRing) {
 }
 
 impl TestApp {
+    /// A platform whose services reach the broker through a cuttable proxy.
+    pub async fn behind(proxy: &authstack_testkit::tcp_proxy::TcpProxy) -> TestApp {
+        TestApp::spawn_with(Options {
+            broker: proxy.addr(),
+            ..Options::default()
+        })
+        .await
+    }
+
     pub async fn spawn() -> TestApp {
         TestApp::spawn_with(Options::default()).await
     }
 
     pub async fn spawn_with(options: Options) -> TestApp {
+        authstack_testkit::logs::capture();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let database = TestDatabase::create().await.expect("postgres reachable");
         let database_url = database.url.clone();
@@ -146,13 +186,13 @@ impl TestApp {
         let ring =
             KeyRing::with_active_key(generate(options.algorithm).unwrap(), chrono::Utc::now());
         write_ring(key_dir.path(), &ring);
-        let queue = format!("test.rpc.{id}");
-        let exchange = format!("test.events.{id}");
+        let names = Names::scoped(&format!("t{id}"));
+        let (queue, exchange) = (names.rpc_queue.clone(), names.events_exchange.clone());
         let cleanup = {
-            let (queue, exchange) = (queue.clone(), exchange.clone());
+            let names = names.clone();
             CleanupGuard::new(async move {
                 let _ = database.drop_database().await;
-                let _ = authstack_bus::delete_topology(&amqp_url(), &[&queue], &[&exchange]).await;
+                let _ = authstack_bus::delete_names(&amqp_url(), &names).await;
             })
         };
         let gateway_shutdown = CancellationToken::new();
@@ -160,17 +200,23 @@ impl TestApp {
         // The gateway first, so its port (and so the issuer) is known.
         let mut gw_config = gateway::Config::with_defaults();
         gw_config.listen = "127.0.0.1:0".parse().unwrap();
-        gw_config.broker.amqp_url = options.amqp_url.clone();
-        gw_config.broker.rpc_queue = queue.clone();
-        gw_config.broker.events_exchange = exchange.clone();
+        gw_config.metrics_listen = "127.0.0.1:0".parse().unwrap();
+        gw_config.broker.amqp_url = component_url(Component::Gateway, options.broker);
+        gw_config.broker.set_names(names.clone());
         gw_config.rpc_timeout_ms = options.rpc_timeout_ms;
         gw_config.max_body_bytes = options.max_body_bytes;
         gw_config.issuer = "http://authstack.test".into();
         gw_config.unknown_kid_refresh_ms = 200;
+        if options.trust_forwarded_for {
+            gw_config.trusted_proxies =
+                gateway::client_ip::ProxyList(vec!["127.0.0.1/32".parse().unwrap()]);
+        }
+        (options.gateway_config)(&mut gw_config);
         let gw = gateway::Application::build(gw_config, gateway_shutdown.clone())
             .await
             .unwrap();
         let base = format!("http://{}", gw.addr());
+        let metrics = format!("http://{}/metrics", gw.metrics_addr());
         let state = gw.state();
         tokio::spawn(async move {
             let _ = gw.run_until_stopped().await;
@@ -178,13 +224,15 @@ impl TestApp {
 
         let mut app = TestApp {
             base,
-            http: reqwest::Client::new(),
+            http: authstack_testkit::http::client(),
             cleanup: Some(cleanup),
             database_url,
             key_dir,
             ring,
+            names,
             queue,
             exchange,
+            metrics,
             options: options.clone(),
             replicas: Vec::new(),
             gateway_shutdown,
@@ -200,9 +248,8 @@ impl TestApp {
     pub fn auth_config(&self, name: &str) -> auth_svc::Config {
         let mut c =
             auth_svc::Config::with_defaults(&self.database_url, self.key_dir.path().to_path_buf());
-        c.broker.amqp_url = self.options.amqp_url.clone();
-        c.broker.rpc_queue = self.queue.clone();
-        c.broker.events_exchange = self.exchange.clone();
+        c.broker.amqp_url = component_url(Component::AuthSvc, self.options.broker);
+        c.broker.set_names(self.names.clone());
         c.issuer = "http://authstack.test".into();
         c.http_listen = "127.0.0.1:0".parse().unwrap();
         c.lockout_threshold = self.options.lockout_threshold;
@@ -212,6 +259,9 @@ impl TestApp {
         c.key_poll_ms = 200;
         c.instance_name = name.into();
         c.db_max_connections = 8;
+        if let Some(tweak) = self.options.tweak_auth {
+            tweak(&mut c);
+        }
         c
     }
 
@@ -273,17 +323,33 @@ impl TestApp {
     ) -> Reply {
         let mut req = self.http.request(method, self.url(path));
         if let Some(b) = body {
+            record_secrets(&b);
             req = req.json(&b);
         }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         let res = req.send().await.unwrap();
-        Reply::from(res).await
+        let reply = Reply::from(res).await;
+        record_secrets(&reply.body);
+        reply
     }
 
     pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> Reply {
         self.send(Method::POST, path, Some(body), token).await
+    }
+
+    /// POSTs as if from client address `addr` (needs `Options::trust_forwarded_for`).
+    pub async fn post_from(&self, addr: &str, path: &str, body: Value) -> Reply {
+        let res = self
+            .http
+            .post(self.url(path))
+            .header("x-forwarded-for", addr)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        Reply::from(res).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
@@ -387,4 +453,91 @@ pub fn sign_with(ring: &KeyRing, claims: &Value) -> String {
 
 pub fn key_dir_path(app: &TestApp) -> PathBuf {
     app.key_dir.path().to_path_buf()
+}
+
+/// Access-token claims for this test platform (`iss`/`aud` as the services expect).
+pub fn claims_for(sub: &str, sid: &str, roles: &[&str], exp_offset: i64) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    json!({
+        "iss": "http://authstack.test", "aud": "authstack", "sub": sub, "sid": sid,
+        "exp": now + exp_offset, "iat": now, "nbf": now, "jti": uuid::Uuid::new_v4(),
+        "roles": roles,
+    })
+}
+
+/// A token signed by an attacker's own Ed25519 key with `jsonwebtoken` directly (not our
+/// signer), under `kid` (the attacker's own kid when `None`). Returns the token and the key.
+pub fn attacker_token(
+    claims: &Value,
+    kid: Option<&str>,
+) -> (String, authstack_keyring::KeyMaterial) {
+    let key = generate(SigningAlgorithm::EdDSA).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(kid.unwrap_or(&key.kid).to_owned());
+    let encoding = jsonwebtoken::EncodingKey::from_ed_pem(key.private_key_pem.as_bytes()).unwrap();
+    (
+        jsonwebtoken::encode(&header, claims, &encoding).unwrap(),
+        key,
+    )
+}
+
+/// A connection to the broker with the gateway's own (least-privilege) credentials: what an
+/// attacker who took over a gateway pod holds.
+pub async fn gateway_broker_connection() -> lapin::Connection {
+    lapin::Connection::connect(
+        &component_url(Component::Gateway, broker_addr()),
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .expect("the gateway's broker user connects")
+}
+
+/// Sends a raw RPC request (`body`, any JSON) to auth-svc as the gateway user would — through
+/// the request exchange, replies on a private queue — and returns the reply as JSON.
+pub async fn raw_rpc(app: &TestApp, conn: &lapin::Connection, body: &Value) -> Value {
+    use futures::StreamExt;
+    let channel = conn.create_channel().await.unwrap();
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            lapin::options::QueueDeclareOptions::exclusive().auto_delete(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut replies = channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let props = lapin::BasicProperties::default()
+        .with_reply_to(queue.name().clone())
+        .with_correlation_id("1".into())
+        .with_message_id(uuid::Uuid::new_v4().to_string().into());
+    channel
+        .basic_publish(
+            app.names.rpc_exchange.as_str().into(),
+            app.names.rpc_queue.as_str().into(),
+            lapin::options::BasicPublishOptions::default(),
+            &serde_json::to_vec(body).unwrap(),
+            props,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(10), replies.next())
+        .await
+        .expect("auth-svc answered")
+        .unwrap()
+        .unwrap();
+    serde_json::from_slice(&delivery.data).unwrap()
 }

@@ -1,35 +1,21 @@
 //! Domain events on the topic exchange: a buffered publisher and a fan-out subscriber.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use authstack_protocol::Event;
 use futures::StreamExt;
-use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::BusError;
 use crate::supervise::{connection_failed, supervise};
 use crate::topology;
-
-async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), BusError> {
-    channel
-        .exchange_declare(
-            exchange.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(())
-}
 
 /// Publishes domain events. Events are buffered in memory (bounded) while the broker is
 /// unreachable and published after reconnecting; [`EventPublisher::publish`] never blocks.
@@ -91,7 +77,7 @@ async fn publish_session(
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
     let channel = conn.create_channel().await?;
-    declare_exchange(&channel, &exchange).await?;
+    topology::events_exchange(&channel, &exchange, false).await?;
     let mut outbox = outbox.lock().await;
     let failure = connection_failed(&conn);
     tokio::pin!(failure);
@@ -123,32 +109,131 @@ async fn publish_session(
     }
 }
 
-async fn publish_one(channel: &Channel, exchange: &str, event: &Event) -> Result<(), BusError> {
-    let body = serde_json::to_vec(event).map_err(|e| BusError::Lost(e.to_string()))?;
+/// How long a publish (and its confirmation) may take before the session is given up.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Publishes one event body (persistent, its id as the AMQP `message_id`, so consumers can
+/// deduplicate) and returns the broker's pending confirmation.
+async fn publish_body(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    event_id: &str,
+    body: &[u8],
+) -> Result<PublisherConfirm, BusError> {
     let props = BasicProperties::default()
         .with_content_type("application/json".into())
-        .with_message_id(event.id.to_string().into())
+        .with_message_id(event_id.into())
         .with_delivery_mode(2);
-    let publish = async {
-        channel
-            .basic_publish(
-                exchange.into(),
-                event.kind.routing_key().into(),
-                BasicPublishOptions::default(),
-                &body,
-                props,
-            )
-            .await?
-            .await
-    };
-    tokio::time::timeout(Duration::from_secs(5), publish)
+    let publish = channel.basic_publish(
+        exchange.into(),
+        routing_key.into(),
+        BasicPublishOptions::default(),
+        body,
+        props,
+    );
+    Ok(tokio::time::timeout(PUBLISH_TIMEOUT, publish)
+        .await
+        .map_err(|_| BusError::Timeout("publishing an event"))??)
+}
+
+async fn publish_one(channel: &Channel, exchange: &str, event: &Event) -> Result<(), BusError> {
+    let body = serde_json::to_vec(event).map_err(|e| BusError::Lost(e.to_string()))?;
+    let id = event.id.to_string();
+    let confirm = publish_body(channel, exchange, event.kind.routing_key(), &id, &body).await?;
+    tokio::time::timeout(PUBLISH_TIMEOUT, confirm)
         .await
         .map_err(|_| BusError::Timeout("publishing an event"))??;
     Ok(())
 }
 
+/// A channel on the events exchange in publisher-confirm mode: a publish counts only once the
+/// broker has confirmed it (for a durable exchange and persistent message: taken
+/// responsibility for it). For relays that must not lose what they hand over.
+pub struct ConfirmedPublisher {
+    channel: Channel,
+    exchange: String,
+}
+
+/// A publish waiting for the broker's confirmation.
+pub struct PendingConfirm(PublisherConfirm);
+
+impl ConfirmedPublisher {
+    async fn open(conn: &Connection, exchange: &str) -> Result<Self, BusError> {
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        topology::events_exchange(&channel, exchange, false).await?;
+        Ok(ConfirmedPublisher {
+            channel,
+            exchange: exchange.to_owned(),
+        })
+    }
+
+    /// Publishes an already serialized event; await [`PendingConfirm::confirmed`] to know the
+    /// broker has it. Several publishes may be pending at once.
+    pub async fn publish(
+        &self,
+        routing_key: &str,
+        event_id: &str,
+        body: &[u8],
+    ) -> Result<PendingConfirm, BusError> {
+        publish_body(&self.channel, &self.exchange, routing_key, event_id, body)
+            .await
+            .map(PendingConfirm)
+    }
+}
+
+impl PendingConfirm {
+    /// Waits for the broker's confirmation; a negative one (or none in time) is an error.
+    pub async fn confirmed(self) -> Result<(), BusError> {
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.0)
+            .await
+            .map_err(|_| BusError::Timeout("waiting for a publisher confirm"))??
+        {
+            Confirmation::Ack(_) => Ok(()),
+            Confirmation::Nack(_) => Err(BusError::Lost("the broker refused an event".into())),
+            Confirmation::NotRequested => Err(BusError::Lost(
+                "publisher confirms are not enabled on this channel".into(),
+            )),
+        }
+    }
+}
+
+/// Runs `relay` on a supervised connection with a [`ConfirmedPublisher`] on `exchange`, until
+/// `shutdown`. `relay` runs until its publisher fails (return the error: a fresh connection and
+/// publisher follow, with backoff); a lost connection also ends it.
+pub async fn run_relay<R, Fut>(
+    url: String,
+    exchange: String,
+    connection_name: String,
+    shutdown: CancellationToken,
+    relay: R,
+) where
+    R: Fn(ConfirmedPublisher) -> Fut + Clone,
+    Fut: Future<Output = Result<(), BusError>>,
+{
+    supervise(url, connection_name, shutdown.clone(), |conn| {
+        let exchange = exchange.clone();
+        let shutdown = shutdown.clone();
+        let relay = relay.clone();
+        async move {
+            let publisher = ConfirmedPublisher::open(&conn, &exchange).await?;
+            tokio::select! {
+                _ = shutdown.cancelled() => Ok(()),
+                e = connection_failed(&conn) => Err(e),
+                r = relay(publisher) => r,
+            }
+        }
+    })
+    .await;
+}
+
 /// Receives domain events through an exclusive queue bound to the exchange and fans them out
-/// to in-process subscribers.
+/// to in-process subscribers: one broker subscription per process, however many in-process
+/// consumers. It only checks that the exchange exists (auth-svc declares it; the gateway's
+/// broker user may not), retrying until it does, and resubscribes after every reconnect.
 #[derive(Clone)]
 pub struct EventSubscriber {
     events: broadcast::Sender<Event>,
@@ -156,19 +241,21 @@ pub struct EventSubscriber {
 }
 
 impl EventSubscriber {
-    /// Starts the subscriber; `binding_keys` are topic patterns such as `#` or `keys.*`.
+    /// Starts the subscriber; `binding_keys` are topic patterns such as `#` or `keys.*`;
+    /// events larger than `max_message_bytes` are dropped unread.
     pub fn start(
         url: String,
         exchange: String,
         binding_keys: Vec<String>,
         connection_name: String,
+        max_message_bytes: usize,
         shutdown: CancellationToken,
     ) -> Self {
-        let (events, _) = broadcast::channel(1024);
+        let (events, _) = broadcast::channel(4096);
         let (sessions_tx, sessions) = watch::channel(0u64);
         let sender = events.clone();
         tokio::spawn(async move {
-            let config = Arc::new((exchange, binding_keys));
+            let config = Arc::new((exchange, binding_keys, max_message_bytes));
             let sessions_tx = Arc::new(sessions_tx);
             supervise(url, connection_name, shutdown.clone(), |conn| {
                 subscribe_session(
@@ -198,14 +285,14 @@ impl EventSubscriber {
 
 async fn subscribe_session(
     conn: Arc<Connection>,
-    config: Arc<(String, Vec<String>)>,
+    config: Arc<(String, Vec<String>, usize)>,
     events: broadcast::Sender<Event>,
     sessions: Arc<watch::Sender<u64>>,
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
-    let (exchange, keys) = &*config;
+    let (exchange, keys, max_bytes) = &*config;
     let channel = conn.create_channel().await?;
-    declare_exchange(&channel, exchange).await?;
+    topology::events_exchange(&channel, exchange, true).await?;
     let (queue, mut consumer) = topology::private_queue(&channel).await?;
     for key in keys {
         channel
@@ -226,6 +313,10 @@ async fn subscribe_session(
             _ = shutdown.cancelled() => return Ok(()),
             e = &mut failure => return Err(e),
             delivery = consumer.next() => match delivery {
+                Some(Ok(d)) if d.data.len() > *max_bytes => {
+                    metrics::counter!("events_oversized_total").increment(1);
+                    tracing::warn!(bytes = d.data.len(), "ignoring an oversized event");
+                }
                 Some(Ok(d)) => match serde_json::from_slice::<Event>(&d.data) {
                     Ok(event) => { let _ = events.send(event); }
                     Err(e) => tracing::warn!(error = %e, "ignoring an unreadable event"),

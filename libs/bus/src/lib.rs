@@ -8,7 +8,8 @@
 //! - [`rpc_client`]: requests on the durable RPC queue, replies on an exclusive per-process queue,
 //!   correlation ids, per-message expiration equal to the caller's deadline.
 //! - [`rpc_server`]: consumers with bounded prefetch and manual acks, replies to `reply_to`.
-//! - [`events`]: the topic exchange for domain events (publisher and subscriber).
+//! - [`events`]: the topic exchange for domain events (buffered publisher, subscriber, and a
+//!   confirmed publisher for outbox relays: [`run_relay`]).
 
 pub mod events;
 pub mod rpc_client;
@@ -16,12 +17,13 @@ pub mod rpc_server;
 mod supervise;
 mod topology;
 
-pub use events::{EventPublisher, EventSubscriber};
+pub use authstack_protocol::broker::{self, Names, Role};
+pub use events::{ConfirmedPublisher, EventPublisher, EventSubscriber, PendingConfirm, run_relay};
 pub use rpc_client::{ReplyMode, RpcClient, RpcClientConfig};
 pub use rpc_server::{IncomingCall, RpcHandler, RpcServer, RpcServerConfig};
 pub use supervise::{Backoff, supervise};
 pub use tokio_util::sync::CancellationToken;
-pub use topology::delete as delete_topology;
+pub use topology::{delete as delete_topology, delete_names};
 
 /// Errors of the bus layer.
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +40,11 @@ pub enum BusError {
 }
 
 /// Broker settings shared by auth-svc and the gateway (flattened into their configurations, so
-/// both sides read the same variables with the same defaults).
+/// both sides read the same variables with the same defaults). Names must fit the broker
+/// permissions of `libs/protocol/broker-acl.json` (`auth.rpc` or `auth.rpc.<suffix>`, ...).
 #[derive(Debug, Clone, clap::Args)]
 pub struct BrokerArgs {
-    /// RabbitMQ connection URL (`amqps://` for TLS).
+    /// RabbitMQ connection URL (`amqps://` for TLS), with this component's own broker user.
     #[arg(
         long,
         env = "AMQP_URL",
@@ -49,14 +52,42 @@ pub struct BrokerArgs {
     )]
     pub amqp_url: String,
     /// Durable queue of RPC requests, shared by every auth-svc replica.
-    #[arg(long, env = "AUTH_RPC_QUEUE", default_value = DEFAULT_RPC_QUEUE)]
+    #[arg(long, env = "AUTH_RPC_QUEUE", default_value_t = Names::defaults().rpc_queue,
+          value_parser = |s: &str| broker::check_name(Role::RpcQueue, s))]
     pub rpc_queue: String,
+    /// Direct exchange the gateway publishes RPC requests to (bound to the RPC queue).
+    #[arg(long, env = "AUTH_RPC_EXCHANGE", default_value_t = Names::defaults().rpc_exchange,
+          value_parser = |s: &str| broker::check_name(Role::RpcExchange, s))]
+    pub rpc_exchange: String,
     /// Topic exchange of domain events.
-    #[arg(long, env = "AUTH_EVENTS_EXCHANGE", default_value = DEFAULT_EVENTS_EXCHANGE)]
+    #[arg(long, env = "AUTH_EVENTS_EXCHANGE", default_value_t = Names::defaults().events_exchange,
+          value_parser = |s: &str| broker::check_name(Role::EventsExchange, s))]
     pub events_exchange: String,
+    /// Largest RPC request, reply or event accepted (and sent), in bytes; larger messages are
+    /// refused or dropped, never processed.
+    #[arg(long, env = "AMQP_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES,
+          value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_message_bytes: u32,
 }
 
-/// Default durable queue for RPC requests.
-pub const DEFAULT_RPC_QUEUE: &str = "auth.rpc";
-/// Default topic exchange for domain events.
-pub const DEFAULT_EVENTS_EXCHANGE: &str = "auth.events";
+impl BrokerArgs {
+    /// The queue and exchange names.
+    pub fn names(&self) -> Names {
+        Names {
+            rpc_queue: self.rpc_queue.clone(),
+            rpc_exchange: self.rpc_exchange.clone(),
+            events_exchange: self.events_exchange.clone(),
+        }
+    }
+
+    /// Uses `names` (tests and scripted runs use names of their own).
+    pub fn set_names(&mut self, names: Names) {
+        self.rpc_queue = names.rpc_queue;
+        self.rpc_exchange = names.rpc_exchange;
+        self.events_exchange = names.events_exchange;
+    }
+}
+
+/// Default of [`BrokerArgs::max_message_bytes`]: 1 MiB, far above any legitimate message (the
+/// gateway accepts request bodies of 64 KiB; a page of 200 accounts is ~60 KiB).
+pub const DEFAULT_MAX_MESSAGE_BYTES: u32 = 1024 * 1024;

@@ -1,6 +1,8 @@
 //! The RPC client used by the gateway.
 //!
-//! Requests go to the durable RPC queue with `reply_to` = an exclusive, server-named queue of
+//! Requests are published to the request exchange (routed to the durable RPC queue; the
+//! gateway's broker user may not write to the default exchange) with `reply_to` = an exclusive,
+//! server-named queue of
 //! this process (RabbitMQ's advice for long-lived, high-rate requesters), a `correlation_id`,
 //! a `message_id` unique to the call (auth-svc uses it to apply a redelivered request only
 //! once) and a
@@ -12,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use authstack_protocol::broker::Names;
 use authstack_protocol::rpc::{RpcReply, RpcRequest};
 use authstack_protocol::{ErrorBody, ErrorCode};
 use futures::StreamExt;
@@ -43,13 +46,20 @@ pub enum ReplyMode {
 /// The pseudo-queue of direct reply-to.
 const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
+/// How long the broker may take to answer the periodic consumer check. A connection that stays
+/// silent longer is dead (a partition without a reset: the broker's node crashed) and is
+/// replaced, instead of waiting for missed heartbeats (2 × 60 s with RabbitMQ's default).
+const CONSUMER_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Settings of an [`RpcClient`].
 #[derive(Debug, Clone)]
 pub struct RpcClientConfig {
     /// AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
     pub url: String,
-    /// The durable request queue auth-svc consumes.
-    pub queue: String,
+    /// The RPC queue (checked for consumers) and the request exchange (published to).
+    pub names: Names,
+    /// Largest request sent and reply accepted, in bytes.
+    pub max_message_bytes: usize,
     /// Connection name shown in the broker's management UI.
     pub connection_name: String,
     /// How often to check that at least one auth-svc replica consumes the queue.
@@ -71,6 +81,8 @@ struct Inner {
     /// Random per-process prefix of message ids, so ids are unique across gateways.
     id_prefix: String,
     consumers_available: AtomicBool,
+    /// Woken when the publishing channel failed, so the session starts over.
+    reset: tokio::sync::Notify,
     shutdown: CancellationToken,
 }
 
@@ -95,6 +107,7 @@ impl RpcClient {
             next_id: AtomicU64::new(1),
             id_prefix: uuid::Uuid::new_v4().simple().to_string(),
             consumers_available: AtomicBool::new(false),
+            reset: tokio::sync::Notify::new(),
             shutdown,
         });
         let client = RpcClient { inner };
@@ -130,7 +143,6 @@ impl RpcClient {
     async fn session(self, conn: Arc<Connection>) -> Result<(), BusError> {
         let inner = &self.inner;
         let channel = conn.create_channel().await?;
-        topology::rpc_queue(&channel, &inner.config.queue).await?;
         let (reply_queue, mut replies) = match inner.config.reply_mode {
             ReplyMode::Exclusive => topology::private_queue(&channel).await?,
             // Direct reply-to: consume the pseudo-queue (no ack) on the channel that publishes.
@@ -139,7 +151,6 @@ impl RpcClient {
                 topology::consume_without_ack(&channel, DIRECT_REPLY_TO.into()).await?,
             ),
         };
-        let check_channel = conn.create_channel().await?;
         if let Ok(mut live) = inner.live.write() {
             *live = Some(Live {
                 channel,
@@ -149,7 +160,8 @@ impl RpcClient {
         let result = tokio::select! {
             _ = inner.shutdown.cancelled() => Ok(()),
             e = connection_failed(&conn) => Err(e),
-            e = self.check_consumers(check_channel) => Err(e),
+            e = self.check_consumers(&conn) => Err(e),
+            _ = inner.reset.notified() => Err(BusError::Lost("the publishing channel failed".into())),
             e = async {
                 while let Some(delivery) = replies.next().await {
                     match delivery {
@@ -171,29 +183,60 @@ impl RpcClient {
         result
     }
 
-    async fn check_consumers(&self, channel: Channel) -> BusError {
+    /// Watches the consumer count of the RPC queue. A passive declare of a queue that does not
+    /// exist yet (auth-svc never started) closes its channel: that means "no consumer", and a
+    /// fresh channel tries again. A broker that answers neither within
+    /// [`CONSUMER_CHECK_TIMEOUT`] ends the session, so the silent connection is replaced.
+    async fn check_consumers(&self, conn: &Connection) -> BusError {
+        let silent = || BusError::Timeout("the broker did not answer the consumer check");
+        let queue = &self.inner.config.names.rpc_queue;
+        let mut channel: Option<Channel> = None;
         loop {
-            match topology::rpc_queue(&channel, &self.inner.config.queue).await {
+            let ch = match channel.take() {
+                Some(c) => c,
+                None => match tokio::time::timeout(CONSUMER_CHECK_TIMEOUT, conn.create_channel())
+                    .await
+                {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) => return BusError::Amqp(e),
+                    Err(_) => return silent(),
+                },
+            };
+            let check = tokio::time::timeout(
+                CONSUMER_CHECK_TIMEOUT,
+                topology::inspect_rpc_queue(&ch, queue),
+            );
+            let Ok(checked) = check.await else {
+                return silent();
+            };
+            let consumers = match checked {
                 Ok(q) => {
-                    let available = q.consumer_count() > 0;
-                    let was = self
-                        .inner
-                        .consumers_available
-                        .swap(available, Ordering::Relaxed);
-                    if was != available {
-                        tracing::info!(
-                            consumers = q.consumer_count(),
-                            "auth-svc availability changed"
-                        );
-                    }
+                    channel = Some(ch);
+                    q.consumer_count()
                 }
-                Err(e) => return e,
+                Err(e) => {
+                    tracing::debug!(error = %e, "RPC queue not declared yet");
+                    0
+                }
+            };
+            let available = consumers > 0;
+            let was = self
+                .inner
+                .consumers_available
+                .swap(available, Ordering::Relaxed);
+            if was != available {
+                tracing::info!(consumers, "auth-svc availability changed");
             }
             tokio::time::sleep(self.inner.config.consumer_check_interval).await;
         }
     }
 
     fn route_reply(&self, props: &BasicProperties, data: Vec<u8>) {
+        if data.len() > self.inner.config.max_message_bytes {
+            metrics::counter!("rpc_client_oversized_replies_total").increment(1);
+            tracing::warn!(bytes = data.len(), "oversized reply dropped");
+            return;
+        }
         let id = props
             .correlation_id()
             .as_ref()
@@ -262,6 +305,12 @@ impl RpcClient {
         }
         let body = serde_json::to_vec(request)
             .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("encoding request: {e}")))?;
+        if body.len() > inner.config.max_message_bytes {
+            return Err(ErrorBody::new(
+                ErrorCode::PayloadTooLarge,
+                "the request exceeds the RPC message size limit",
+            ));
+        }
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut pending) = inner.pending.lock() {
@@ -287,8 +336,8 @@ impl RpcClient {
         let publish = async {
             channel
                 .basic_publish(
-                    "".into(),
-                    inner.config.queue.as_str().into(),
+                    inner.config.names.rpc_exchange.as_str().into(),
+                    inner.config.names.rpc_queue.as_str().into(),
                     BasicPublishOptions::default(),
                     &body,
                     props,
@@ -299,6 +348,9 @@ impl RpcClient {
         let published = tokio::time::timeout(timeout, publish).await;
         if !matches!(published, Ok(Ok(_))) {
             self.forget(id);
+            if !channel.status().connected() {
+                inner.reset.notify_one();
+            }
             return Err(match published {
                 Err(_) => ErrorBody::new(ErrorCode::RpcTimeout, "publishing the request timed out"),
                 _ => unavailable("could not publish the request to the broker"),

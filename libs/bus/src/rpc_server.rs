@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use authstack_protocol::broker::Names;
 use authstack_protocol::rpc::{RpcReply, RpcRequest};
 use authstack_protocol::{ErrorBody, ErrorCode};
 use futures::StreamExt;
@@ -57,8 +58,11 @@ pub trait RpcHandler: Send + Sync + 'static {
 pub struct RpcServerConfig {
     /// AMQP URL.
     pub url: String,
-    /// The durable request queue.
-    pub queue: String,
+    /// The RPC queue, the request exchange bound to it (declared by the server).
+    pub names: Names,
+    /// Largest request processed, in bytes; larger ones are answered `common.payload_too_large`
+    /// without being parsed.
+    pub max_message_bytes: usize,
     /// Connection name shown in the broker's management UI.
     pub connection_name: String,
     /// Unacknowledged deliveries per replica (bounds concurrent work).
@@ -118,11 +122,11 @@ async fn session<H: RpcHandler>(
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await?;
-    topology::rpc_queue(&channel, &config.queue).await?;
+    topology::declare_rpc(&channel, &config.names).await?;
     let tag = format!("{}-{}", config.connection_name, std::process::id());
     let mut consumer = channel
         .basic_consume(
-            config.queue.as_str().into(),
+            config.names.rpc_queue.as_str().into(),
             tag.as_str().into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
@@ -165,7 +169,8 @@ async fn session<H: RpcHandler>(
                 Some(Ok(d)) => {
                     let channel = channel.clone();
                     let handler = handler.clone();
-                    in_flight.spawn(async move { process(channel, handler, d).await });
+                    let max = config.max_message_bytes;
+                    in_flight.spawn(async move { process(channel, handler, d, max).await });
                 }
                 Some(Err(e)) => break Err(BusError::Amqp(e)),
                 None => break Err(BusError::Lost("consumer cancelled by the broker".into())),
@@ -281,14 +286,31 @@ async fn process<H: RpcHandler>(
     channel: Channel,
     handler: Arc<H>,
     delivery: Delivery,
+    max_message_bytes: usize,
 ) -> (u64, bool) {
     let tag = delivery.delivery_tag;
     let started = Instant::now();
     let props = &delivery.properties;
     let mut method = String::from("invalid");
-    let reply = if deadline_passed(props) {
+    let reply_to = props
+        .reply_to()
+        .as_ref()
+        .filter(|r| topology::is_reply_address(r.as_str()));
+    let reply = if reply_to.is_none() {
+        // Not from a gateway's private reply queue: nobody legitimate waits for it.
+        metrics::counter!("rpc_server_unanswerable_requests_total").increment(1);
+        tracing::warn!("request without a private reply address dropped unprocessed");
+        None
+    } else if deadline_passed(props) {
         metrics::counter!("rpc_server_expired_total").increment(1);
         None
+    } else if delivery.data.len() > max_message_bytes {
+        metrics::counter!("rpc_server_oversized_requests_total").increment(1);
+        tracing::warn!(bytes = delivery.data.len(), "oversized RPC request refused");
+        Some(RpcReply::Error(ErrorBody::new(
+            ErrorCode::PayloadTooLarge,
+            "the request exceeds the RPC message size limit",
+        )))
     } else {
         let reply = match serde_json::from_slice::<RpcRequest>(&delivery.data) {
             Ok(request) => {
@@ -313,7 +335,7 @@ async fn process<H: RpcHandler>(
         };
         Some(reply)
     };
-    if let (Some(reply), Some(reply_to)) = (reply, props.reply_to().as_ref()) {
+    if let (Some(reply), Some(reply_to)) = (reply, reply_to) {
         let outcome = match &reply {
             RpcReply::Result(_) => "ok",
             RpcReply::Error(e) => e.code.as_str(),

@@ -11,14 +11,24 @@ use common::*;
 
 #[tokio::test]
 async fn events_reach_subscribers_by_topic_and_survive_reconnects() {
-    let exchange = unique("events");
+    let names = unique_names();
+    let exchange = names.events_exchange.clone();
     let shutdown = CancellationToken::new();
     let proxy = TcpProxy::start(broker_addr()).await.unwrap();
+    // The publisher declares the exchange; subscribers only check that it exists.
+    let publisher = EventPublisher::start(
+        proxy.amqp_url(),
+        exchange.clone(),
+        "pub".into(),
+        100,
+        shutdown.clone(),
+    );
     let all = EventSubscriber::start(
         amqp_url(),
         exchange.clone(),
         vec!["#".into()],
         "all".into(),
+        64 * 1024,
         shutdown.clone(),
     );
     let keys = EventSubscriber::start(
@@ -26,6 +36,7 @@ async fn events_reach_subscribers_by_topic_and_survive_reconnects() {
         exchange.clone(),
         vec!["keys.*".into()],
         "keys".into(),
+        64 * 1024,
         shutdown.clone(),
     );
     let mut all_rx = all.subscribe();
@@ -41,13 +52,6 @@ async fn events_reach_subscribers_by_topic_and_survive_reconnects() {
         .unwrap()
         .unwrap();
 
-    let publisher = EventPublisher::start(
-        proxy.amqp_url(),
-        exchange.clone(),
-        "pub".into(),
-        100,
-        shutdown.clone(),
-    );
     let account = uuid::Uuid::new_v4();
     publisher.publish(Event::now(
         EventKind::AccountRegistered,
@@ -98,7 +102,5 @@ async fn events_reach_subscribers_by_topic_and_survive_reconnects() {
     assert_eq!(late.kind, EventKind::AccountDeleted);
     assert_eq!(publisher.dropped(), 0);
     shutdown.cancel();
-    authstack_bus::delete_topology(&amqp_url(), &[], &[&exchange])
-        .await
-        .unwrap();
+    delete_queue(&names).await;
 }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use authstack_bus::{
-    CancellationToken, IncomingCall, ReplyMode, RpcClient, RpcClientConfig, RpcHandler, RpcServer,
-    RpcServerConfig,
+    CancellationToken, IncomingCall, Names, ReplyMode, RpcClient, RpcClientConfig, RpcHandler,
+    RpcServer, RpcServerConfig,
 };
 use authstack_protocol::ErrorCode;
 use authstack_protocol::rpc::{Call, CallContext, RpcReply, RpcRequest};
@@ -19,11 +19,14 @@ use common::*;
 struct Echo {
     id: usize,
     delay: Duration,
+    /// Calls that reached the handler.
+    started: AtomicUsize,
     handled: AtomicUsize,
 }
 
 impl RpcHandler for Echo {
     async fn handle(&self, call: IncomingCall) -> RpcReply {
+        self.started.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
         self.handled.fetch_add(1, Ordering::SeqCst);
         RpcReply::ok(&serde_json::json!({
@@ -39,15 +42,17 @@ fn echo(id: usize, delay_ms: u64) -> Arc<Echo> {
     Arc::new(Echo {
         id,
         delay: Duration::from_millis(delay_ms),
+        started: AtomicUsize::new(0),
         handled: AtomicUsize::new(0),
     })
 }
 
-fn server(url: &str, queue: &str, handler: Arc<Echo>, shutdown: &CancellationToken) -> RpcServer {
+fn server(url: &str, queue: &Names, handler: Arc<Echo>, shutdown: &CancellationToken) -> RpcServer {
     let (server, run) = RpcServer::start(
         RpcServerConfig {
             url: url.into(),
-            queue: queue.into(),
+            names: queue.clone(),
+            max_message_bytes: 64 * 1024,
             connection_name: "test-server".into(),
             prefetch: 16,
         },
@@ -58,20 +63,21 @@ fn server(url: &str, queue: &str, handler: Arc<Echo>, shutdown: &CancellationTok
     server
 }
 
-fn client(url: &str, queue: &str, shutdown: &CancellationToken) -> RpcClient {
+fn client(url: &str, queue: &Names, shutdown: &CancellationToken) -> RpcClient {
     client_with(url, queue, ReplyMode::Exclusive, shutdown)
 }
 
 fn client_with(
     url: &str,
-    queue: &str,
+    queue: &Names,
     reply_mode: ReplyMode,
     shutdown: &CancellationToken,
 ) -> RpcClient {
     RpcClient::start(
         RpcClientConfig {
             url: url.into(),
-            queue: queue.into(),
+            names: queue.clone(),
+            max_message_bytes: 64 * 1024,
             connection_name: "test-client".into(),
             consumer_check_interval: Duration::from_millis(100),
             reply_mode,
@@ -99,7 +105,7 @@ async fn ready(client: &RpcClient) {
 
 #[tokio::test]
 async fn calls_are_answered_and_spread_over_replicas() {
-    let queue = unique("rpc");
+    let queue = unique_names();
     let shutdown = CancellationToken::new();
     let (a, b) = (echo(1, 2), echo(2, 2));
     server(&amqp_url(), &queue, a.clone(), &shutdown);
@@ -141,7 +147,7 @@ async fn calls_are_answered_and_spread_over_replicas() {
 
 #[tokio::test]
 async fn direct_reply_to_routes_replies_to_their_callers() {
-    let queue = unique("rpc");
+    let queue = unique_names();
     let shutdown = CancellationToken::new();
     server(&amqp_url(), &queue, echo(1, 1), &shutdown);
     let client = client_with(&amqp_url(), &queue, ReplyMode::Direct, &shutdown);
@@ -165,7 +171,7 @@ async fn direct_reply_to_routes_replies_to_their_callers() {
 
 #[tokio::test]
 async fn slow_replies_time_out_and_expired_requests_are_not_processed() {
-    let queue = unique("rpc");
+    let queue = unique_names();
     let shutdown = CancellationToken::new();
     let slow = echo(1, 400);
     server(&amqp_url(), &queue, slow.clone(), &shutdown);
@@ -212,7 +218,7 @@ async fn slow_replies_time_out_and_expired_requests_are_not_processed() {
 
 #[tokio::test]
 async fn no_consumer_and_no_broker_fail_fast_with_unavailable() {
-    let queue = unique("rpc");
+    let queue = unique_names();
     let shutdown = CancellationToken::new();
     let client = client(&amqp_url(), &queue, &shutdown);
     assert!(eventually(10, || client.is_connected()).await);
@@ -227,7 +233,8 @@ async fn no_consumer_and_no_broker_fail_fast_with_unavailable() {
     let unreachable = RpcClient::start(
         RpcClientConfig {
             url: "amqp://guest:guest@127.0.0.1:1/%2f".into(),
-            queue: queue.clone(),
+            names: queue.clone(),
+            max_message_bytes: 64 * 1024,
             connection_name: "nowhere".into(),
             consumer_check_interval: Duration::from_millis(100),
             reply_mode: Default::default(),
@@ -247,7 +254,7 @@ async fn no_consumer_and_no_broker_fail_fast_with_unavailable() {
 
 #[tokio::test]
 async fn both_sides_recover_after_the_broker_connection_drops() {
-    let queue = unique("rpc");
+    let queue = unique_names();
     let shutdown = CancellationToken::new();
     let proxy = TcpProxy::start(broker_addr()).await.unwrap();
     let handler = echo(1, 0);
@@ -293,16 +300,71 @@ async fn both_sides_recover_after_the_broker_connection_drops() {
     delete_queue(&queue).await;
 }
 
+/// A partition that resets nothing (the broker's node crashed): the client's connection stays
+/// open and silent. The client must notice by itself and reconnect once the broker is reachable
+/// again, not wait for missed heartbeats (two minutes with RabbitMQ's default of 60 s).
+#[tokio::test]
+async fn the_client_notices_a_silent_partition_and_reconnects_within_seconds() {
+    let queue = unique_names();
+    let shutdown = CancellationToken::new();
+    let proxy = TcpProxy::start(broker_addr()).await.unwrap();
+    let _srv = server(&amqp_url(), &queue, echo(1, 0), &shutdown);
+    let client = client(&proxy.amqp_url(), &queue, &shutdown);
+    ready(&client).await;
+    client
+        .call(&request("before"), Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    proxy.partition();
+    // A call into the silence ends at its deadline, not later.
+    let started = Instant::now();
+    let err = client
+        .call(&request("during"), Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(
+        [ErrorCode::RpcTimeout, ErrorCode::RpcUnavailable].contains(&err.code),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(700));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    proxy.set_down(false);
+    let back = Instant::now();
+    let recovered = loop {
+        if client
+            .call(&request("after"), Duration::from_millis(500))
+            .await
+            .is_ok()
+        {
+            break back.elapsed();
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(15),
+            "no call succeeded within 15 s of the broker being reachable again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        recovered < Duration::from_secs(5),
+        "recovered {recovered:?} after the broker was reachable again"
+    );
+    shutdown.cancel();
+    delete_queue(&queue).await;
+}
+
 #[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_requests() {
-    let queue = unique("rpc");
+    let queue = unique_names();
     let server_shutdown = CancellationToken::new();
     let client_shutdown = CancellationToken::new();
     let handler = echo(1, 300);
     let (_, run) = RpcServer::start(
         RpcServerConfig {
             url: amqp_url(),
-            queue: queue.clone(),
+            names: queue.clone(),
+            max_message_bytes: 64 * 1024,
             connection_name: "graceful".into(),
             prefetch: 8,
         },
@@ -322,7 +384,12 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Shut down while all five are being handled (waiting, not sleeping: under load the calls
+    // can take longer than any fixed pause to arrive).
+    assert!(
+        eventually(10, || handler.started.load(Ordering::SeqCst) == 5).await,
+        "the calls reached the server"
+    );
     server_shutdown.cancel();
     for call in calls {
         assert!(

@@ -15,6 +15,14 @@ pub enum SigningAlgorithm {
 }
 
 impl SigningAlgorithm {
+    /// Every supported algorithm (the AuthStack CRD's `spec.keys.algorithm` enum is built from
+    /// it).
+    pub const ALL: [SigningAlgorithm; 3] = [
+        SigningAlgorithm::EdDSA,
+        SigningAlgorithm::ES256,
+        SigningAlgorithm::RS256,
+    ];
+
     /// The `alg` header / JWK value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -52,5 +60,27 @@ impl std::str::FromStr for SigningAlgorithm {
                 "unsupported signing algorithm `{other}` (expected EdDSA, ES256 or RS256)"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ALL` lists every variant, and names round-trip through serde and `FromStr`.
+    #[test]
+    fn all_lists_every_algorithm_once() {
+        for a in SigningAlgorithm::ALL {
+            // A new variant makes this match non-exhaustive: add it to ALL too.
+            match a {
+                SigningAlgorithm::EdDSA | SigningAlgorithm::ES256 | SigningAlgorithm::RS256 => {}
+            }
+            assert_eq!(a.as_str().parse::<SigningAlgorithm>(), Ok(a));
+            assert_eq!(serde_json::to_value(a).unwrap(), a.as_str());
+        }
+        let mut names: Vec<&str> = SigningAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SigningAlgorithm::ALL.len(), "listed twice");
     }
 }

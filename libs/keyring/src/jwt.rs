@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 
 use authstack_protocol::model::PublicJwk;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::Serialize;
@@ -13,6 +15,9 @@ use crate::{KeyringError, SigningAlgorithm};
 
 /// The `typ` header of access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// Length of an Ed25519 public key (RFC 8032).
+const ED25519_KEY_BYTES: usize = 32;
 
 /// Signs JWTs with one private key.
 pub struct TokenSigner {
@@ -72,7 +77,7 @@ impl TokenSigner {
 /// Why a token was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
-    /// Not a JWT, or a header we refuse (no `kid`, `alg: none`, wrong `typ`).
+    /// Not a JWT, or a header we refuse (no `kid`, `alg: none`, wrong `typ`, `crit`).
     #[error("malformed token: {0}")]
     Malformed(String),
     /// Signed by a key this verifier does not know.
@@ -131,7 +136,22 @@ fn decoding_key(jwk: &PublicJwk) -> Result<(SigningAlgorithm, DecodingKey), Stri
             .ok_or_else(|| format!("key {} lacks `{name}`", jwk.kid))
     };
     let key = match (algorithm, jwk.kty.as_str()) {
-        (SigningAlgorithm::EdDSA, "OKP") => DecodingKey::from_ed_components(&need(&jwk.x, "x")?),
+        (SigningAlgorithm::EdDSA, "OKP") => {
+            // jsonwebtoken takes the first 32 bytes of `x` without a length check: a shorter key
+            // would panic on every token of its kid, a longer one would be silently truncated.
+            let x = need(&jwk.x, "x")?;
+            let len = URL_SAFE_NO_PAD
+                .decode(&x)
+                .map_err(|e| format!("key {}: `x`: {e}", jwk.kid))?
+                .len();
+            if len != ED25519_KEY_BYTES {
+                return Err(format!(
+                    "key {}: an Ed25519 key is {ED25519_KEY_BYTES} bytes, not {len}",
+                    jwk.kid
+                ));
+            }
+            DecodingKey::from_ed_components(&x)
+        }
         (SigningAlgorithm::ES256, "EC") => {
             DecodingKey::from_ec_components(&need(&jwk.x, "x")?, &need(&jwk.y, "y")?)
         }
@@ -185,6 +205,12 @@ impl TokenVerifier {
         });
         if !typ_ok {
             return Err(VerifyError::Malformed("`typ` must be at+jwt".into()));
+        }
+        // RFC 7515 §4.1.11: extensions listed in `crit` must be understood; none are.
+        if header.crit.is_some() {
+            return Err(VerifyError::Malformed(
+                "`crit` header extensions are not supported".into(),
+            ));
         }
         let kid = header
             .kid
@@ -335,6 +361,48 @@ mod tests {
             verifier.verify::<AccessClaims>("garbage"),
             Err(VerifyError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn tokens_with_critical_header_extensions_are_rejected() {
+        // RFC 7515 §4.1.11: a recipient that does not understand a `crit` extension must
+        // reject the token; this verifier understands none.
+        let ring = ring(SigningAlgorithm::EdDSA);
+        let signer = TokenSigner::for_active_key(&ring).unwrap();
+        let mut header = signer.header.clone();
+        header.crit = Some(vec!["urn:example:must-understand".into()]);
+        header.extras.insert("urn:example:must-understand", true);
+        let token = jsonwebtoken::encode(&header, &claims(60), &signer.key).unwrap();
+        let (verifier, _) = TokenVerifier::new(&ring.key_set().keys, &expect());
+        assert!(matches!(
+            verifier.verify::<AccessClaims>(&token),
+            Err(VerifyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn ed25519_keys_of_the_wrong_length_are_refused_not_a_panic() {
+        // Found by fuzzing (fuzz/seeds/jwt_keyset/short-ed25519-x): jsonwebtoken slices the
+        // first 32 bytes of `x` unchecked, so a shorter key panicked on every token of its kid.
+        let ring = ring(SigningAlgorithm::EdDSA);
+        let token = TokenSigner::for_active_key(&ring)
+            .unwrap()
+            .sign(&claims(60))
+            .unwrap();
+        for len in [13, 31, 33] {
+            let mut keys = ring.key_set().keys;
+            keys[0].x = Some(base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                vec![7u8; len],
+            ));
+            let (verifier, warnings) = TokenVerifier::new(&keys, &expect());
+            assert_eq!(warnings.len(), 1, "{len} bytes: {warnings:?}");
+            assert!(!verifier.contains(&keys[0].kid));
+            assert!(matches!(
+                verifier.verify::<AccessClaims>(&token),
+                Err(VerifyError::UnknownKey(_))
+            ));
+        }
     }
 
     #[test]

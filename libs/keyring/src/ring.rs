@@ -14,6 +14,9 @@ pub const KEYRING_FILE: &str = "keyring.json";
 pub const JWKS_FILE: &str = "jwks.json";
 /// Current format of `keyring.json`.
 pub const FORMAT_VERSION: u32 = 1;
+/// The highest ring generation a valid ring may carry: 2^53 - 1, exact in every JSON parser,
+/// and far enough below `u64::MAX` that incrementing it can never overflow.
+pub const MAX_GENERATION: u64 = (1 << 53) - 1;
 
 /// Where a key is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -156,8 +159,21 @@ impl KeyRing {
 
     /// Parses and validates `keyring.json`.
     pub fn from_json(bytes: &[u8]) -> Result<Self, KeyringError> {
-        let ring: KeyRing = serde_json::from_slice(bytes)
-            .map_err(|e| KeyringError::InvalidRing(format!("not a key ring document: {e}")))?;
+        let ring: KeyRing = serde_json::from_slice(bytes).map_err(|e| {
+            // Never serde's own message: it quotes the offending value, and the document holds
+            // private keys. Where and what kind of problem is enough to find it.
+            let kind = match e.classify() {
+                serde_json::error::Category::Io => "unreadable",
+                serde_json::error::Category::Syntax => "malformed JSON",
+                serde_json::error::Category::Data => "a field has the wrong type or value",
+                serde_json::error::Category::Eof => "truncated",
+            };
+            KeyringError::InvalidRing(format!(
+                "not a key ring document: {kind} at line {} column {}",
+                e.line(),
+                e.column()
+            ))
+        })?;
         ring.validate()?;
         Ok(ring)
     }
@@ -176,6 +192,11 @@ impl KeyRing {
                 self.format
             )));
         }
+        if self.generation > MAX_GENERATION {
+            return Err(KeyringError::InvalidRing(format!(
+                "generation above {MAX_GENERATION}"
+            )));
+        }
         let active = self
             .keys
             .iter()
@@ -186,18 +207,17 @@ impl KeyRing {
                 "expected exactly one active key, found {active}"
             )));
         }
+        // Keys are named by position: a corrupt document's kid may be anything, even a secret.
         let mut seen = HashSet::new();
-        for key in &self.keys {
+        for (i, key) in self.keys.iter().enumerate() {
             if !seen.insert(key.kid.as_str()) {
                 return Err(KeyringError::InvalidRing(format!(
-                    "duplicate kid {}",
-                    key.kid
+                    "keys[{i}] repeats the kid of an earlier key"
                 )));
             }
             if key.public_jwk.kid != key.kid || key.public_jwk.alg != key.algorithm.as_str() {
                 return Err(KeyringError::InvalidRing(format!(
-                    "key {} has a public JWK that does not match it",
-                    key.kid
+                    "keys[{i}] has a public JWK that does not match it"
                 )));
             }
         }
@@ -261,6 +281,64 @@ mod tests {
         let err = KeyRing::from_json(&ring.to_json()).unwrap_err();
         assert!(err.to_string().contains("exactly one active"), "{err}");
         assert!(KeyRing::from_json(b"{not json").is_err());
+    }
+
+    /// What a corrupt `keyring.json` holds must never reach an error message (they end up in
+    /// logs, Kubernetes Events and the AuthStack status).
+    #[test]
+    fn errors_never_echo_the_document() {
+        const SECRET: &str = "MC4CAQAwBQYDK2VwBCIEIPrivateLookingValue0123456789";
+        let ring = KeyRing::with_active_key(generate(SigningAlgorithm::EdDSA).unwrap(), Utc::now());
+        let good: serde_json::Value = serde_json::from_slice(&ring.to_json()).unwrap();
+        let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = good.clone();
+            f(&mut v);
+            serde_json::to_vec(&v).unwrap()
+        };
+        let truncated = {
+            let mut v = good.clone();
+            v["keys"][0]["private_key_pem"] = SECRET.into();
+            let text = serde_json::to_string(&v).unwrap();
+            let end = text.find(SECRET).unwrap() + SECRET.len() / 2;
+            text.as_bytes()[..end].to_vec()
+        };
+        let documents = [
+            edit(&|v| v["format"] = SECRET.into()),
+            edit(&|v| v["keys"][0]["state"] = SECRET.into()),
+            edit(&|v| v["keys"][0]["created_at"] = SECRET.into()),
+            edit(&|v| v["algorithm"] = SECRET.into()),
+            edit(&|v| {
+                v["keys"][0]["kid"] = SECRET.into();
+                v["keys"][0]["public_jwk"]["kid"] = SECRET.into();
+                let twin = v["keys"][0].clone();
+                v["keys"].as_array_mut().unwrap().push(twin);
+            }),
+            edit(&|v| v["keys"][0]["kid"] = SECRET.into()),
+            truncated,
+            format!("{{\"{SECRET}").into_bytes(),
+        ];
+        for doc in documents {
+            let err = KeyRing::from_json(&doc).unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains(SECRET), "{text}");
+            assert!(!text.contains("PrivateLooking"), "{text}");
+        }
+    }
+
+    #[test]
+    fn rings_whose_generation_cannot_advance_are_rejected() {
+        // Found with the keyring fuzz target (fuzz/seeds/keyring/generation-u64-max): a ring at
+        // u64::MAX parsed, and the next rotation step overflowed (a panic in debug builds, a
+        // wrap to 0 in release, which gateways would take for an older ring).
+        let mut ring =
+            KeyRing::with_active_key(generate(SigningAlgorithm::EdDSA).unwrap(), Utc::now());
+        ring.generation = u64::MAX;
+        assert!(KeyRing::from_json(&ring.to_json()).is_err());
+        ring.generation = MAX_GENERATION;
+        assert!(KeyRing::from_json(&ring.to_json()).is_ok());
+        ring.generation = MAX_GENERATION + 1;
+        let err = KeyRing::from_json(&ring.to_json()).unwrap_err();
+        assert!(err.to_string().contains("generation"), "{err}");
     }
 
     #[test]

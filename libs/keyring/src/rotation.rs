@@ -573,7 +573,7 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
-        /// The invariants of DESIGN section 5 over random sequences of events and clock moves.
+        /// The invariants of `docs/keys.md` over random sequences of events and clock moves.
         #[test]
         fn rotation_invariants_hold(
             steps in proptest::collection::vec(step(), 1..60),

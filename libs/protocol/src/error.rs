@@ -1,4 +1,4 @@
-//! The error model: stable string codes and their HTTP mapping (DESIGN section 2).
+//! The error model: stable string codes and their HTTP mapping (`docs/errors.md`).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -20,12 +20,17 @@ pub enum ErrorCode {
     UserExists,
     /// Too many failed logins; retry later (`auth.account_locked`, 429 + `Retry-After`).
     AccountLocked,
+    /// Too many requests of this kind from one client address; retry later
+    /// (`common.rate_limited`, 429 + `Retry-After`).
+    RateLimited,
     /// The request body failed validation (`validation.failed`, 400, with field details).
     ValidationFailed,
     /// The resource does not exist (`common.not_found`, 404).
     NotFound,
     /// The request body is larger than the gateway accepts (`common.payload_too_large`, 413).
     PayloadTooLarge,
+    /// The client sent its request too slowly (`common.request_timeout`, 408).
+    RequestTimeout,
     /// A state conflict, e.g. a request that was already processed (`common.conflict`, 409).
     Conflict,
     /// The path exists but not with this HTTP method (`common.method_not_allowed`, 405).
@@ -44,16 +49,18 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidCredentials,
         ErrorCode::TokenExpired,
         ErrorCode::InvalidToken,
         ErrorCode::Forbidden,
         ErrorCode::UserExists,
         ErrorCode::AccountLocked,
+        ErrorCode::RateLimited,
         ErrorCode::ValidationFailed,
         ErrorCode::NotFound,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::RequestTimeout,
         ErrorCode::Conflict,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RpcTimeout,
@@ -72,9 +79,11 @@ impl ErrorCode {
             ErrorCode::Forbidden => "auth.forbidden",
             ErrorCode::UserExists => "auth.user_exists",
             ErrorCode::AccountLocked => "auth.account_locked",
+            ErrorCode::RateLimited => "common.rate_limited",
             ErrorCode::ValidationFailed => "validation.failed",
             ErrorCode::NotFound => "common.not_found",
             ErrorCode::PayloadTooLarge => "common.payload_too_large",
+            ErrorCode::RequestTimeout => "common.request_timeout",
             ErrorCode::Conflict => "common.conflict",
             ErrorCode::MethodNotAllowed => "common.method_not_allowed",
             ErrorCode::RpcTimeout => "rpc.timeout",
@@ -101,11 +110,12 @@ impl ErrorCode {
             }
             ErrorCode::Forbidden => 403,
             ErrorCode::UserExists | ErrorCode::Conflict => 409,
-            ErrorCode::AccountLocked => 429,
+            ErrorCode::AccountLocked | ErrorCode::RateLimited => 429,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::ValidationFailed => 400,
             ErrorCode::NotFound => 404,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::RpcTimeout => 504,
             ErrorCode::RpcBadResponse => 502,
             ErrorCode::RpcUnavailable => 503,
@@ -134,8 +144,25 @@ impl<'de> Deserialize<'de> for ErrorCode {
     }
 }
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
+            .description(Some(
+                "Stable error code `domain.description`; the HTTP status follows from it.",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ErrorCode {}
+
 /// One failed field of a `validation.failed` error.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// The JSON field name, e.g. `email`.
     pub field: String,
@@ -166,7 +193,9 @@ pub struct ErrorBody {
     /// Per-field details for `validation.failed`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<FieldError>,
-    /// Seconds until a locked account or address may try again (`auth.account_locked`).
+    /// Seconds until the caller may try again (`auth.account_locked`, `common.rate_limited`,
+    /// and `rpc.unavailable` when auth-svc is at capacity); the gateway sends it as
+    /// `Retry-After`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_secs: Option<u64>,
 }
@@ -199,6 +228,28 @@ impl ErrorBody {
             message: "too many failed attempts; try again later".to_owned(),
             details: Vec::new(),
             retry_after_secs: Some(retry_after_secs.max(1)),
+        }
+    }
+
+    /// A `common.rate_limited` error that tells the caller when to retry.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        ErrorBody {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..ErrorBody::new(
+                ErrorCode::RateLimited,
+                "too many requests from this address; try again later",
+            )
+        }
+    }
+
+    /// An `rpc.unavailable` error for work refused at once because the service is at capacity.
+    pub fn at_capacity(retry_after_secs: u64) -> Self {
+        ErrorBody {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..ErrorBody::new(
+                ErrorCode::RpcUnavailable,
+                "the service is at capacity; try again shortly",
+            )
         }
     }
 }
@@ -240,9 +291,11 @@ mod tests {
             ("auth.forbidden", 403),
             ("auth.user_exists", 409),
             ("auth.account_locked", 429),
+            ("common.rate_limited", 429),
             ("validation.failed", 400),
             ("common.not_found", 404),
             ("common.payload_too_large", 413),
+            ("common.request_timeout", 408),
             ("rpc.timeout", 504),
             ("rpc.bad_response", 502),
             ("rpc.unavailable", 503),
@@ -257,5 +310,7 @@ mod tests {
     #[test]
     fn locked_errors_always_carry_a_positive_retry_after() {
         assert_eq!(ErrorBody::locked(0).retry_after_secs, Some(1));
+        assert_eq!(ErrorBody::rate_limited(0).retry_after_secs, Some(1));
+        assert_eq!(ErrorBody::at_capacity(0).retry_after_secs, Some(1));
     }
 }

@@ -8,9 +8,13 @@ use uuid::Uuid;
 pub const ROLE_USER: &str = "user";
 /// The role that may administer accounts.
 pub const ROLE_ADMIN: &str = "admin";
+/// Longest access token any verifier looks at (ours are under 1 KiB even with RS256); longer
+/// ones are refused before parsing, so a huge forged header costs nothing.
+pub const MAX_ACCESS_TOKEN_BYTES: usize = 4096;
 
 /// An account as clients see it (never includes credentials).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Account {
     /// Stable account id (the `sub` of its tokens).
     pub id: Uuid,
@@ -33,6 +37,7 @@ pub struct Account {
 
 /// One page of an account listing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountPage {
     /// The accounts of this page, oldest first.
     pub items: Vec<Account>,
@@ -46,6 +51,7 @@ pub struct AccountPage {
 
 /// The answer to a successful login or refresh.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenPair {
     /// A signed JWT (RFC 9068 `at+jwt`).
     pub access_token: String,
@@ -59,6 +65,7 @@ pub struct TokenPair {
 
 /// The claims of an access token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessClaims {
     /// Issuer.
     pub iss: String,
@@ -91,6 +98,7 @@ impl AccessClaims {
 
 /// A public JSON Web Key (RFC 7517) as published in the JWKS.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicJwk {
     /// Key type: `OKP`, `EC` or `RSA`.
     pub kty: String,

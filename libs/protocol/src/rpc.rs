@@ -12,6 +12,7 @@ use crate::error::{ErrorBody, ErrorCode};
 /// A string that never shows up in `Debug` output or logs (passwords, refresh tokens).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Secret(pub String);
 
 impl Secret {
@@ -33,21 +34,19 @@ impl From<&str> for Secret {
     }
 }
 
-/// Who is calling, as established by the gateway from the verified access token.
+/// Who is calling. The gateway forwards the caller's bearer token as it received it; auth-svc
+/// verifies it itself (signature against its own key ring, `iss`, `aud`, `typ`, `exp`, `nbf`)
+/// and derives the account, roles and session from the verified claims, so nothing in the
+/// message body is trusted as an identity.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CallContext {
     /// The request id the gateway assigned (also returned to the HTTP client).
     #[serde(default)]
     pub request_id: String,
-    /// The authenticated account, if the endpoint requires a bearer token.
+    /// The caller's access token (JWT), for endpoints that require a bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<Uuid>,
-    /// Roles from the access token.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub roles: Vec<String>,
-    /// Session id (`sid` claim) of the access token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<Uuid>,
+    pub access_token: Option<Secret>,
     /// The client's address as seen by the gateway (for login throttling).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<String>,
@@ -56,69 +55,115 @@ pub struct CallContext {
 /// `auth.register` parameters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterParams {
     /// Email address.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 254, example = "ann@example.com")
+    )]
     pub email: String,
-    /// User name (3-32 characters: letters, digits, `_`, `.`, `-`).
+    /// User name (3-32 characters: letters, digits, `_`, `.`, `-`; a letter or digit first).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$", example = "ann")
+    )]
     pub username: String,
     /// Password (8-128 characters).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 8, max_length = 128, example = "correct horse battery"))]
     pub password: Secret,
     /// Optional display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub display_name: Option<String>,
 }
 
 /// `auth.login` parameters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginParams {
     /// Email or user name.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 254, example = "ann")
+    )]
     pub login: String,
     /// Password.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 1, max_length = 512, example = "correct horse battery"))]
     pub password: Secret,
 }
 
 /// `auth.refresh` and `auth.logout` parameters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefreshTokenParams {
     /// The refresh token.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 1, max_length = 512))]
     pub refresh_token: Secret,
 }
 
 /// `users.update_me` parameters; absent fields stay unchanged.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateMeParams {
     /// New email address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 254))]
     pub email: Option<String>,
     /// New user name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$")
+    )]
     pub username: Option<String>,
     /// New display name; an empty string clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub display_name: Option<String>,
+    /// The current password; required when `email` changes (re-authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 512))]
+    pub current_password: Option<Secret>,
+}
+
+/// `users.delete_me` parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeleteMeParams {
+    /// The current password (re-authentication).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 1, max_length = 512))]
+    pub current_password: Secret,
 }
 
 /// `users.change_password` parameters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangePasswordParams {
     /// The current password.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 1, max_length = 512))]
     pub current_password: Secret,
     /// The new password (8-128 characters).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, min_length = 8, max_length = 128))]
     pub new_password: Secret,
 }
 
 /// `users.list` parameters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct ListUsersParams {
     /// Page size (1-200, default 50).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 200))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,
     /// Offset (default 0).
+    #[cfg_attr(feature = "openapi", param(minimum = 0))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<i64>,
 }
@@ -134,6 +179,7 @@ pub struct UserIdParams {
 /// The fields an administrator may change on an account; absent fields stay unchanged.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminUpdate {
     /// Replace the roles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,6 +189,7 @@ pub struct AdminUpdate {
     pub disabled: Option<bool>,
     /// New display name; an empty string clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub display_name: Option<String>,
 }
 
@@ -160,15 +207,22 @@ pub struct AdminUpdateParams {
 /// `access.check` parameters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessCheckParams {
     /// HTTP method, e.g. `GET`.
+    #[cfg_attr(feature = "openapi", schema(example = "GET"))]
     pub method: String,
     /// Request path, e.g. `/api/v1/users`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^/", max_length = 2048, example = "/api/v1/users")
+    )]
     pub path: String,
 }
 
 /// `access.check` result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessDecision {
     /// Whether the caller's roles allow the request.
     pub allowed: bool,
@@ -199,9 +253,9 @@ pub enum Call {
     /// Change the caller's profile. Result: [`crate::Account`].
     #[serde(rename = "users.update_me")]
     UpdateMe(UpdateMeParams),
-    /// Delete the caller's account. Result: `null`.
+    /// Delete the caller's account (needs the current password). Result: `null`.
     #[serde(rename = "users.delete_me")]
-    DeleteMe,
+    DeleteMe(DeleteMeParams),
     /// Change the caller's password; other sessions are revoked. Result: `null`.
     #[serde(rename = "users.change_password")]
     ChangePassword(ChangePasswordParams),
@@ -236,7 +290,7 @@ impl Call {
             Call::LogoutAll => "auth.logout_all",
             Call::GetMe => "users.get_me",
             Call::UpdateMe(_) => "users.update_me",
-            Call::DeleteMe => "users.delete_me",
+            Call::DeleteMe(_) => "users.delete_me",
             Call::ChangePassword(_) => "users.change_password",
             Call::ListUsers(_) => "users.list",
             Call::GetUser(_) => "users.get",
@@ -245,6 +299,15 @@ impl Call {
             Call::CheckAccess(_) => "access.check",
             Call::ListKeys => "keys.list",
         }
+    }
+
+    /// Whether only administrators may call the method (auth-svc re-checks the role against
+    /// the database).
+    pub fn requires_admin(&self) -> bool {
+        matches!(
+            self,
+            Call::ListUsers(_) | Call::GetUser(_) | Call::UpdateUser(_) | Call::DeleteUser(_)
+        )
     }
 
     /// Whether the method changes state (and so must be applied at most once per request id).
@@ -422,6 +485,22 @@ mod tests {
             password: "hunter22".into(),
         };
         assert!(!format!("{p:?}").contains("hunter22"));
+        let ctx = CallContext {
+            access_token: Some("eyJhbGciOi.secret.sig".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{ctx:?}").contains("eyJ"));
+    }
+
+    #[test]
+    fn identities_in_the_context_are_not_accepted() {
+        // The old wire shape carried ids and roles; a message claiming them must not decode.
+        let forged = serde_json::json!({
+            "method": "users.get_me",
+            "params": null,
+            "context": {"request_id": "r", "account_id": Uuid::nil(), "roles": ["admin"]}
+        });
+        assert!(serde_json::from_value::<RpcRequest>(forged).is_err());
     }
 
     #[test]

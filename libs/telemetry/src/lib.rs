@@ -19,10 +19,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// The environment variable selecting the [`LogFormat`].
+pub const LOG_FORMAT_ENV: &str = "LOG_FORMAT";
+
 impl LogFormat {
     /// Reads `LOG_FORMAT` (`json` or `text`; default text).
     pub fn from_env() -> Self {
-        match std::env::var("LOG_FORMAT").as_deref() {
+        match std::env::var(LOG_FORMAT_ENV).as_deref() {
             Ok("json") | Ok("JSON") => LogFormat::Json,
             _ => LogFormat::Text,
         }

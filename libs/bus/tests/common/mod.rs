@@ -10,14 +10,14 @@ pub fn broker_addr() -> std::net::SocketAddr {
     "127.0.0.1:5672".parse().unwrap()
 }
 
-/// A queue name no other test uses.
-pub fn unique(prefix: &str) -> String {
-    format!("test.{prefix}.{}", uuid::Uuid::new_v4().simple())
+/// Queue and exchange names no other test uses.
+pub fn unique_names() -> authstack_bus::Names {
+    authstack_bus::Names::scoped(&format!("t{}", uuid::Uuid::new_v4().simple()))
 }
 
-/// Deletes a durable test queue.
-pub async fn delete_queue(name: &str) {
-    authstack_bus::delete_topology(&amqp_url(), &[name], &[])
+/// Deletes a test's queue and exchanges.
+pub async fn delete_queue(names: &authstack_bus::Names) {
+    authstack_bus::delete_names(&amqp_url(), names)
         .await
         .unwrap();
 }

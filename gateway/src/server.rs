@@ -1,0 +1,304 @@
+//! The HTTP/1.1 server loop: hyper with the limits a public endpoint needs.
+//!
+//! - a connection limit (a semaphore: at the limit, further clients wait in the listen backlog);
+//! - a header read timeout: from the first byte of a request until its head is complete (a
+//!   client that never finishes its headers is disconnected);
+//! - an idle timeout: how long a connection may wait, without a byte, for its first or next
+//!   request (closed gracefully);
+//! - the body read timeout is the extractor's ([`crate::extract`]), answered with 408.
+//!
+//! Every request carries its peer address as axum's `ConnectInfo`. Shutdown stops accepting,
+//! lets in-flight requests finish and closes idle connections.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// Connection limits and timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Time from a request's first byte until its head is complete.
+    pub header_read_timeout: Duration,
+    /// Time a connection may wait for its first or next request.
+    pub idle_timeout: Duration,
+}
+
+const NOT_STARTED: u64 = u64::MAX;
+
+/// Activity of one connection, shared by its socket, its requests and its watchdog.
+struct Activity {
+    started: Instant,
+    /// Requests dispatched and not yet answered.
+    in_flight: AtomicUsize,
+    /// When (ms since `started`) the connection last became idle.
+    idle_since_ms: AtomicU64,
+    /// When (ms since `started`) the first byte of the next request arrived, or
+    /// [`NOT_STARTED`].
+    head_started_ms: AtomicU64,
+    /// Wakes the watchdog when a deadline changes (a head starts, a request ends).
+    changed: Notify,
+}
+
+/// What the watchdog does next.
+enum Next {
+    /// Nothing to enforce while requests run; look again at this time.
+    Recheck(Instant),
+    /// The head must be complete by then, or the socket is closed.
+    HeadDeadline(Instant),
+    /// A new request must start by then, or the connection is closed gracefully.
+    IdleDeadline(Instant),
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            head_started_ms: AtomicU64::new(NOT_STARTED),
+            changed: Notify::new(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.started + Duration::from_millis(ms)
+    }
+
+    /// Bytes arrived on the socket.
+    fn on_read(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && self
+                .head_started_ms
+                .compare_exchange(
+                    NOT_STARTED,
+                    self.now_ms(),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            self.changed.notify_one();
+        }
+    }
+
+    fn next(&self, limits: &Limits) -> Next {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Next::Recheck(Instant::now() + Duration::from_millis(500));
+        }
+        match self.head_started_ms.load(Ordering::Acquire) {
+            NOT_STARTED => Next::IdleDeadline(
+                self.at(self.idle_since_ms.load(Ordering::Acquire)) + limits.idle_timeout,
+            ),
+            started => Next::HeadDeadline(self.at(started) + limits.header_read_timeout),
+        }
+    }
+}
+
+/// Marks a request in flight until dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity
+            .head_started_ms
+            .store(NOT_STARTED, Ordering::Release);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .idle_since_ms
+            .store(self.0.now_ms(), Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_one();
+    }
+}
+
+/// The client socket, reporting reads to the connection's [`Activity`].
+struct WatchedStream {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for WatchedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.on_read();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for WatchedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown`; returns when every connection has closed.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        metrics::gauge!("gateway_open_connections")
+            .set((limits.max_connections - permits.available_permits()) as f64);
+        let router = router.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, router, limits, shutdown).await;
+            drop(permit);
+        });
+    }
+    // Wait for the connections still open (each closes once its last request is answered).
+    let _ = permits.acquire_many(limits.max_connections as u32).await;
+    Ok(())
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    let activity = Arc::new(Activity::new());
+    let service_activity = activity.clone();
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        let guard = InFlight::start(&service_activity);
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(req).await;
+            drop(guard);
+            response
+        }
+    });
+    let io = TokioIo::new(WatchedStream {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        let next = activity.next(&limits);
+        let wake = match next {
+            Next::Recheck(at) | Next::HeadDeadline(at) | Next::IdleDeadline(at) => at,
+        };
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection closed with an error");
+                }
+                return;
+            }
+            _ = shutdown.cancelled(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            // A deadline moved: compute the next one.
+            _ = activity.changed.notified() => {}
+            _ = tokio::time::sleep_until(wake.into()) => {
+                // Re-evaluate: a request may have started or finished meanwhile.
+                match activity.next(&limits) {
+                    Next::HeadDeadline(at) if at <= Instant::now() => {
+                        metrics::counter!("gateway_connections_timed_out_total", "phase" => "header").increment(1);
+                        tracing::debug!(%peer, "request head not received in time; disconnecting");
+                        return;
+                    }
+                    Next::IdleDeadline(at) if at <= Instant::now() && !closing => {
+                        metrics::counter!("gateway_connections_timed_out_total", "phase" => "idle").increment(1);
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    Next::IdleDeadline(at) if at <= Instant::now() => {
+                        // Gracefully closing did not finish in another idle period: drop it.
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}

@@ -1,12 +1,13 @@
 # syntax=docker/dockerfile:1.7
 #
-# The three AuthStack images, from one build of the workspace:
+# The AuthStack images (and the example chat service), from one build of the workspace:
 #
 #   docker build --target auth-svc -t ghcr.io/authstack/auth-svc:0.1.0 .
 #   docker build --target gateway  -t ghcr.io/authstack/gateway:0.1.0 .
 #   docker build --target operator -t ghcr.io/authstack/operator:0.1.0 .
+#   docker build --target chat     -t ghcr.io/authstack/chat:0.1.0 .
 #
-# (`make images` builds all three.) Runtime images are distroless (glibc, CA certificates, no
+# (`make images` builds all four.) Runtime images are distroless (glibc, CA certificates, no
 # shell), run as uid/gid 65532 and log JSON (LOG_FORMAT=json).
 
 ARG RUST_IMAGE=rust:1-bookworm
@@ -27,8 +28,10 @@ RUN --mount=type=cache,id=authstack-cargo-registry,target=/usr/local/cargo/regis
         -p auth-svc --bin auth-svc \
         -p gateway --bin gateway \
         -p authstack-operator --bin authstack-operator \
+        -p authstack-chat --bin authstack-chat \
  && mkdir -p /out \
- && cp target/release/auth-svc target/release/gateway target/release/authstack-operator /out/
+ && cp target/release/auth-svc target/release/gateway target/release/authstack-operator \
+       target/release/authstack-chat /out/
 
 # ---------------------------------------------------------------------------------------------
 # Common runtime base.
@@ -55,6 +58,14 @@ LABEL org.opencontainers.image.title="gateway" \
 COPY --from=build --chown=0:0 --chmod=0755 /out/gateway /usr/local/bin/gateway
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/gateway"]
+
+# ---------------------------------------------------------------------------------------------
+FROM runtime AS chat
+LABEL org.opencontainers.image.title="authstack-chat" \
+      org.opencontainers.image.description="Example chat service on AuthStack: trusts tokens from the gateway's JWKS; live messages over a WebSocket."
+COPY --from=build --chown=0:0 --chmod=0755 /out/authstack-chat /usr/local/bin/authstack-chat
+EXPOSE 8090
+ENTRYPOINT ["/usr/local/bin/authstack-chat"]
 
 # ---------------------------------------------------------------------------------------------
 # Last, so a plain `docker build .` yields the operator.

@@ -1,0 +1,1 @@
+{"method":"auth.login","params":{"login":"ann","password":"correct horse"},"context":{"request_id":"r-1","client_ip":"203.0.113.7"}}

@@ -1,19 +1,37 @@
 #!/usr/bin/env bash
 # `make bench`: release builds of the platform and a plain hyper hello-world baseline, measured
-# side by side in one run on this machine, printed as a table with ratios and the targets of
-# DESIGN section 8. Uses its own database, queue names and ports; leaves nothing behind.
+# side by side in one run on this machine (the targets of docs/performance.md) by independent load generators — wrk (closed loop:
+# the maximum rate) and oha (open loop at a fixed rate, latency corrected for coordinated
+# omission) — printed as a table with ratios, targets, CPU per request by component and the
+# memory of the gateway and auth-svc. (`make bench` then runs the Keycloak/Dex comparison when
+# the peers are installed: scripts/peers/bench-peers.sh.)
+# Uses its own database, queue names and ports; leaves nothing behind.
+#
+# Knobs (environment): BENCH_DURATION (10 s per point), BENCH_CONNECTIONS (64),
+# ME_CONNECTIONS (32), BENCH_ROUNDS (3 alternating baseline/session rounds), BENCH_OPEN_FRACTION
+# (0.5: open-loop rate as a fraction of the measured closed-loop maximum), BENCH_CACHE_TOKENS
+# (20000 distinct tokens for the token-cache cost), BENCH_BUILD=0 (use the release binaries as
+# they are in the target directory).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 DURATION=${BENCH_DURATION:-10}
 CONNS=${BENCH_CONNECTIONS:-64}
+ME_CONNS=${ME_CONNECTIONS:-32}
+OPEN_FRACTION=${BENCH_OPEN_FRACTION:-0.5}
+CACHE_TOKENS=${BENCH_CACHE_TOKENS:-20000}
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 bin="$target_dir/release"
 pg_admin=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+B=(python3 scripts/benchlib.py)
 
 scripts/ensure-services.sh >/dev/null
-echo "[bench] building release binaries"
-cargo build --release --locked -q -p auth-svc -p gateway -p authstack-dev -p authstack-bench
+scripts/load-tools.sh
+if [ "${BENCH_BUILD:-1}" != 0 ]; then
+  echo "[bench] building release binaries"
+  cargo build --release --locked -q -p auth-svc -p gateway -p authstack-dev -p authstack-bench
+fi
+venv=$(scripts/python-clients.sh)
 
 id=$(python3 -c 'import uuid; print(uuid.uuid4().hex[:12])')
 db="authstack_bench_$id"
@@ -23,7 +41,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  "$bin/authstack-dev" amqp-delete --queue "bench.rpc.$id" --exchange "bench.events.$id" >/dev/null 2>&1 || true
+  "$bin/authstack-dev" amqp-delete --queue "auth.rpc.bench-$id" --exchange "auth.requests.bench-$id" --exchange "auth.events.bench-$id" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -33,19 +51,26 @@ psql "$pg_admin" -qc "CREATE DATABASE $db"
 "$bin/authstack-dev" keygen --dir "$work/keys" >/dev/null
 gw_port=$(free_port); hello_port=$(free_port)
 export DATABASE_URL="${pg_admin%/*}/$db" AUTH_KEY_DIR="$work/keys" LOG_FORMAT=json RUST_LOG=warn
-export AUTH_RPC_QUEUE="bench.rpc.$id" AUTH_EVENTS_EXCHANGE="bench.events.$id"
+eval "$(python3 scripts/broker-users.py env "bench-$id")"
 export AUTH_ISSUER="http://127.0.0.1:$gw_port" GATEWAY_LISTEN="127.0.0.1:$gw_port"
+# The load generator is a single client address: per-address rate limits would measure
+# themselves, not the platform.
+export AUTH_LOGIN_RATE_PER_ADDRESS=0 AUTH_REGISTER_RATE_PER_ADDRESS=0
 "$bin/hello" --listen "127.0.0.1:$hello_port" >"$work/hello.log" 2>&1 & pids+=($!)
+hello_pid=$!
 # Two replicas share this machine's cores: each hashes one password at a time, so together they
 # run as many argon2 computations as the raw baseline has threads (no oversubscription).
 cpus=$(nproc)
 export AUTH_HASHING_THREADS=$(( cpus / 2 > 0 ? cpus / 2 : 1 ))
+auth_pids=()
 for i in 1 2; do
-  AUTH_HTTP_LISTEN="127.0.0.1:$(free_port)" AUTH_INSTANCE_NAME="bench-auth-$i" "$bin/auth-svc" >"$work/auth-$i.log" 2>&1 & pids+=($!)
+  AMQP_URL="$AUTH_SVC_AMQP_URL" AUTH_HTTP_LISTEN="127.0.0.1:$(free_port)" AUTH_INSTANCE_NAME="bench-auth-$i" "$bin/auth-svc" >"$work/auth-$i.log" 2>&1 & pids+=($!); auth_pids+=($!)
 done
-"$bin/gateway" >"$work/gateway.log" 2>&1 & pids+=($!)
+AMQP_URL="$GATEWAY_AMQP_URL" GATEWAY_METRICS_LISTEN="127.0.0.1:$(free_port)" "$bin/gateway" >"$work/gateway.log" 2>&1 & pids+=($!)
+gw_pid=$!
 # A second gateway on the same auth-svc replicas with RabbitMQ's direct reply-to, to compare.
 direct_port=$(free_port)
+AMQP_URL="$GATEWAY_AMQP_URL" GATEWAY_METRICS_LISTEN="127.0.0.1:$(free_port)" \
 GATEWAY_LISTEN="127.0.0.1:$direct_port" GATEWAY_RPC_REPLY_MODE=direct GATEWAY_INSTANCE_NAME=gateway-direct \
   "$bin/gateway" >"$work/gateway-direct.log" 2>&1 & pids+=($!)
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$gw_port/readyz" >/dev/null 2>&1 && curl -fs "http://127.0.0.1:$direct_port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
@@ -53,30 +78,78 @@ for _ in $(seq 1 50); do
   code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' -d '{"login":"","password":""}' "http://127.0.0.1:$gw_port/api/v1/auth/login")
   [ "$code" != 503 ] && break; sleep 0.1
 done
-
-results="$work/results.jsonl"
-run() { # name scenario base connections [extra args]
-  local name=$1 scenario=$2 base=$3 conns=$4; shift 4
-  echo "[bench] $name ($conns connections, ${DURATION}s)" >&2
-  local before after line
-  before=$(python3 scripts/cpu-snapshot.py)
-  line=$("$bin/loadgen" --base "$base" --scenario "$scenario" --connections "$conns" --duration "$DURATION" --warmup 2 --name "$name" "$@" | tail -n1)
-  after=$(python3 scripts/cpu-snapshot.py)
-  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); a=json.loads(sys.argv[3]); r["cpu_s"]={k: round(a[k]-b[k],2) for k in a}; print(json.dumps(r))' "$line" "$before" "$after" >>"$results"
-}
 gw="http://127.0.0.1:$gw_port"
+rss_specs=("gateway=$gw_pid" "auth-svc=$(IFS=,; echo "${auth_pids[*]}")")
+rss_groups=(--rss "${rss_specs[0]}" --rss "${rss_specs[1]}")
+cpu_specs=("${rss_specs[@]}" "hello=$hello_pid")
+results="$work/results.jsonl"
+"${B[@]}" rss "${rss_specs[@]}" | python3 -c 'import json,sys; print(json.dumps({"name": "idle", "rss_mib": json.load(sys.stdin)}))' >>"$results"
+
+# 64 users, each logged in once: login bodies, access tokens, refresh tokens (one chain each).
+python3 - "$gw" "$work" <<'PY'
+import json, sys
+sys.path.insert(0, "scripts")
+import benchlib as bl
+gw, work = sys.argv[1], sys.argv[2]
+bodies, access, refresh = [], [], []
+for i in range(64):
+    u = f"bench{i}"
+    bl.http("POST", f"{gw}/api/v1/auth/register", headers={"content-type": "application/json"},
+            body=json.dumps({"email": f"{u}@bench.example", "username": u, "password": "bench password 123"}).encode())
+    body = json.dumps({"login": u, "password": "bench password 123"})
+    status, raw = bl.http("POST", f"{gw}/api/v1/auth/login", body=body.encode(), headers={"content-type": "application/json"})
+    assert status == 200, raw
+    bodies.append(body); access.append(json.loads(raw)["access_token"]); refresh.append(json.loads(raw)["refresh_token"])
+for name, lines in (("logins", bodies), ("access", access), ("refresh", refresh)):
+    open(f"{work}/{name}.txt", "w").write("\n".join(lines) + "\n")
+PY
+bearer="authorization: Bearer $(head -n1 "$work/access.txt")"
+
+# measure NAME TOOL URL [tool args]: one load run with CPU per component around it.
+measure() {
+  local name=$1 tool=$2 url=$3; shift 3
+  echo "[bench] $name ($tool ${*:1:2} …, ${DURATION}s)" >&2
+  local before after line
+  before=$("${B[@]}" cpu --db "$db" "${cpu_specs[@]}")
+  line=$("${B[@]}" "$tool" "$name" "$url" -d "$DURATION" "${rss_groups[@]}" "$@")
+  after=$("${B[@]}" cpu --db "$db" "${cpu_specs[@]}")
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); a=json.loads(sys.argv[3]); r["cpu_s"]={k: round(a[k]-b[k],2) for k in a}; r["cpu_s"]["loadgen"]=r["loadgen_cpu_s"]; print(json.dumps(r))' "$line" "$before" "$after" >>"$results"
+}
+median_rps() { python3 -c 'import json,sys,statistics; print(int(statistics.median(json.loads(l)["rps"] for l in open(sys.argv[1]) if json.loads(l)["name"].startswith(sys.argv[2]+"#"))))' "$results" "$1"; }
+last_rps() { python3 -c 'import json,sys; print(int([json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["name"]==sys.argv[2]][-1]["rps"]))' "$results" "$1"; }
+open_rate() { python3 -c "import sys; print(max(1, int(float(sys.argv[1]) * $OPEN_FRACTION)))" "$1"; }
+
+# The load generator of the mixed scenarios (loadgen) against wrk on the hello-world: its own
+# ceiling, so its figures elsewhere (make bench-rotation) are read knowing where it saturates.
+echo "[bench] loadgen ceiling on the hello-world" >&2
+"$bin/loadgen" --base "http://127.0.0.1:$hello_port" --scenario hello --connections "$CONNS" --duration "$DURATION" --warmup 1 --name loadgen-hello | tail -n1 >>"$results"
 # The baseline and the verify-only path alternate (median of ROUNDS each), so background noise
 # on the machine hits both alike.
 for round in $(seq 1 "${BENCH_ROUNDS:-3}"); do
-  run "hello-baseline#$round" hello "http://127.0.0.1:$hello_port" "$CONNS"
-  run "session#$round" session "$gw" "$CONNS" --users 64
+  measure "hello-baseline#$round" wrk "http://127.0.0.1:$hello_port/" -c "$CONNS"
+  measure "session#$round" wrk "$gw/api/v1/auth/session" -c "$CONNS" -H "$bearer"
 done
-run users-me me "$gw" "${ME_CONNECTIONS:-32}" --users 64
-run users-me-direct me "http://127.0.0.1:$direct_port" "${ME_CONNECTIONS:-32}" --users 64
-run refresh refresh "$gw" "$CONNS" --users 64
+rate=$(open_rate "$(median_rps session)")
+measure hello-open oha "http://127.0.0.1:$hello_port/" "$rate" -c "$CONNS"
+measure session-open oha "$gw/api/v1/auth/session" "$rate" -c "$CONNS" -H "$bearer"
+measure users-me wrk "$gw/api/v1/users/me" -c "$ME_CONNS" -s cycle.lua -a "$work/access.txt" -a bearer
+measure users-me-open oha "$gw/api/v1/users/me" "$(open_rate "$(last_rps users-me)")" -c "$ME_CONNS" -H "$bearer"
+measure users-me-direct wrk "http://127.0.0.1:$direct_port/api/v1/users/me" -c "$ME_CONNS" -s cycle.lua -a "$work/access.txt" -a bearer
+measure refresh wrk "$gw/api/v1/auth/refresh" -c "$CONNS" -s refresh.lua -a "$work/refresh.txt" -a '{"refresh_token":"{token}"}' -a 2 -H 'content-type: application/json'
 echo "[bench] argon2id raw verify rate (${DURATION}s)" >&2
 "$bin/argon2-rate" --seconds "$DURATION" >>"$results"
-run login login "$gw" 16 --users 16
+measure login wrk "$gw/api/v1/auth/login" -c 16 -s cycle.lua -a "$work/logins.txt" -a body -a 2 -H 'content-type: application/json'
+measure login-open oha "$gw/api/v1/auth/login" "$(open_rate "$(last_rps login)")" -c 16 -m POST -b "$(head -n1 "$work/logins.txt")" -H 'content-type: application/json'
+
+# The gateway's token cache: RSS after the same load with one token, then with CACHE_TOKENS
+# distinct valid tokens (minted by PyJWT with the ring's active key) filling the cache.
+echo "[bench] token cache: $CACHE_TOKENS distinct tokens" >&2
+"$venv/bin/python" scripts/mint_tokens.py "$work/keys" "$AUTH_ISSUER" "${AUTH_AUDIENCE:-authstack}" "$CACHE_TOKENS" >"$work/minted.txt"
+cache_before=$("${B[@]}" rss "gateway=$gw_pid")
+cache_run=$("${B[@]}" wrk cache-fill "$gw/api/v1/auth/session" -d 5 -c "$CONNS" -s cycle.lua -a "$work/minted.txt" -a bearer)
+cache_after=$("${B[@]}" rss "gateway=$gw_pid")
+python3 -c 'import json,sys; print(json.dumps({"name": "token-cache", "tokens": int(sys.argv[1]), "before_mib": json.loads(sys.argv[2])["gateway"], "after_mib": json.loads(sys.argv[3])["gateway"], "fill": json.loads(sys.argv[4])}))' \
+  "$CACHE_TOKENS" "$cache_before" "$cache_after" "$cache_run" >>"$results"
 
 python3 - "$results" <<'PY'
 import json, sys
@@ -94,16 +167,24 @@ for name, runs in rounds.items():
     rows[name] = dict(runs[len(runs) // 2], name=name, rounds=[round(r["rps"]) for r in runs])
 hello, argon = rows["hello-baseline"], rows["argon2id-verify"]
 def fmt(r): return f'{r["rps"]:>10.0f} {r["p50_ms"]:>8.2f} {r["p99_ms"]:>8.2f} {r["failed"]:>7}'
+def opened(name):
+    o = rows[name]
+    return f'{"":<28} {"open loop at " + str(int(o["target_rps"])) + "/s":>10} {o["p50_ms"]:>8.2f} {o["p99_ms"]:>8.2f} {o["failed"]:>7}   (oha, latency-corrected)'
 print()
-print(f'{"path":<28} {"req/s":>10} {"p50 ms":>8} {"p99 ms":>8} {"failed":>7}   target')
+print(f'{"path (wrk closed loop)":<28} {"req/s":>10} {"p50 ms":>8} {"p99 ms":>8} {"failed":>7}   target')
 print(f'{"hyper hello-world (baseline)":<28} {fmt(hello)}')
+print(opened("hello-open"))
+lg = rows["loadgen-hello"]
+print(f'{"  loadgen on the same":<28} {lg["rps"]:>10.0f} {lg["p50_ms"]:>8.2f} {lg["p99_ms"]:>8.2f} {lg["failed"]:>7}   {lg["rps"] / hello["rps"]:.2f}x wrk: loadgen\'s own ceiling (mixed scenarios only)')
 checks = []
 s = rows["session"]; ratio = s["rps"] / hello["rps"]
 checks.append(ratio >= 0.5 and s["p99_ms"] < 5)
 print(f'{"GET /api/v1/auth/session":<28} {fmt(s)}   {ratio:.2f}x baseline (>= 0.5x, p99 < 5 ms) {"PASS" if checks[-1] else "FAIL"}')
-print(f'{"":<28} (medians of rounds: baseline {hello["rounds"]}, session {s["rounds"]} req/s)')
+print(opened("session-open"))
+print(f'{"":<28} (rounds: baseline {hello["rounds"]}, session {s["rounds"]} req/s)')
 m = rows["users-me"]; checks.append(m["rps"] >= 5000 and m["p99_ms"] < 20)
 print(f'{"GET /api/v1/users/me":<28} {fmt(m)}   >= 5000/s, p99 < 20 ms {"PASS" if checks[-1] else "FAIL"}')
+print(opened("users-me-open"))
 md = rows["users-me-direct"]
 print(f'{"  same, direct reply-to":<28} {fmt(md)}   {md["rps"] / m["rps"]:.2f}x the exclusive reply queue')
 r = rows["refresh"]; checks.append(r["rps"] >= 1500)
@@ -111,15 +192,30 @@ print(f'{"POST /api/v1/auth/refresh":<28} {fmt(r)}   >= 1500/s {"PASS" if checks
 l = rows["login"]; ratio = l["rps"] / argon["rate"]; checks.append(ratio >= 0.85)
 print(f'{"argon2id verify (raw, " + str(argon["threads"]) + " thr)":<28} {argon["rate"]:>10.1f}')
 print(f'{"POST /api/v1/auth/login":<28} {fmt(l)}   {ratio:.2f}x raw argon2 (>= 0.85x) {"PASS" if checks[-1] else "FAIL"}')
+print(opened("login-open"))
 print()
-print("CPU per request by component (microseconds; includes the 2 s warm-up, so slightly high):")
-comps = ["gateway", "auth-svc", "postgres", "rabbitmq", "loadgen"]
+print("CPU per request by component (microseconds):")
+comps = ["hello", "gateway", "auth-svc", "postgres", "rabbitmq", "loadgen"]
 print(f'{"path":<28} ' + " ".join(f"{c:>9}" for c in comps))
 for name in ["hello-baseline", "session", "users-me", "refresh", "login"]:
     r = rows[name]
-    n = r["rps"] * (r["seconds"] + 2)
+    n = max(1, r["requests"] - r["failed"])
     print(f'{name:<28} ' + " ".join(f'{r["cpu_s"][c] / n * 1e6:>9.0f}' for c in comps))
+print("(this run's processes, the PostgreSQL backends of its database, and RabbitMQ — the shared")
+print(" broker, so other work on the machine lands in its column; loadgen = wrk/oha)")
 print()
-failed = sum(r.get("failed", 0) for r in rows.values())
+idle = rows["idle"]["rss_mib"]
+print("Memory (RSS, MiB): gateway / auth-svc (2 replicas together)")
+print(f'{"idle":<28} {idle["gateway"]:>8.1f} / {idle["auth-svc"]:.1f}')
+for name in ["session", "users-me", "refresh", "login"]:
+    p = rows[name]["rss_peak_mib"]
+    print(f'{"peak under " + name:<28} {p["gateway"]:>8.1f} / {p["auth-svc"]:.1f}')
+c = rows["token-cache"]
+per = (c["after_mib"] - c["before_mib"]) * 1024 * 1024 / c["tokens"]
+print(f'token cache: {c["tokens"]} distinct tokens verified ({c["fill"]["requests"]} requests, {c["fill"]["failed"]} failed) -> gateway '
+      f'{c["before_mib"]:.1f} -> {c["after_mib"]:.1f} MiB = {per:.0f} bytes per cached token')
+print()
+failed = sum(r.get("failed", 0) for r in rows.values() if isinstance(r.get("failed"), int))
 print(f"{sum(checks)}/{len(checks)} targets met; {failed} failed requests")
 PY
+

@@ -5,12 +5,12 @@
 #      default values and with every option on;
 #   3. helm template of several value sets, semantic assertions on the output (RBAC equals what
 #      the operator needs, hardening, flags), and value sets the chart must refuse;
-#   4. every rendered object, manifests/install.yaml and the samples' non-AuthStack objects
+#   4. every rendered object, manifests/install.yaml, manifests/chat/ and the samples' non-AuthStack objects
 #      validated with kubernetes-validate --strict for each Kubernetes minor version from 1.29
 #      to the newest the installed kubernetes-validate ships; known-bad objects rejected;
-#   5. the AuthStack samples validated against the CRD's openAPIV3Schema; known-bad AuthStacks
-#      rejected;
-#   6. manifests/install.yaml is not stale.
+#   5. manifests/install.yaml is not stale.
+# The AuthStacks themselves (samples, edge cases, known-bad ones) are judged by the real API
+# server in `cargo test` (operator/tests/e2e.rs, the_api_server_validates_authstacks).
 # Tools are installed into .cache/ on first use (scripts/k8s-tools.sh).
 set -euo pipefail
 # shellcheck source=scripts/k8s-env.sh
@@ -62,7 +62,8 @@ tpl >"$out/default.yaml"
 tpl --include-crds --values "$all_values" --api-versions monitoring.coreos.com/v1 >"$out/all-options.yaml"
 tpl --set replicaCount=1 --set leaderElection.enabled=false >"$out/single.yaml"
 tpl --set metrics.serviceMonitor.enabled=true >"$out/no-monitoring.yaml"
-for f in default all-options single no-monitoring; do
+tpl --set clusterWide=true >"$out/cluster-wide.yaml"
+for f in default all-options single no-monitoring cluster-wide; do
   "$VENV_PY" "$K8S_SCRIPTS/chart_assertions.py" "$f" "$out/$f.yaml"
 done
 
@@ -82,6 +83,8 @@ refuse() {
 }
 refuse "needs leaderElection.enabled=true" --set replicaCount=2 --set leaderElection.enabled=false
 refuse "logFormat must be one of" --set logFormat=xml
+refuse "leave watchNamespaces empty" --set clusterWide=true --set 'watchNamespaces={team-a}'
+refuse "watchNamespaces.0: Does not match pattern" --set 'watchNamespaces={Team_A}'
 refuse "Additional property replicas is not allowed" --set replicas=3
 refuse "image.pullPolicy must be one of" --set image.pullPolicy=Sometimes
 refuse "leaderElection.leaseDuration: Invalid type" --set leaderElection.leaseDuration=15
@@ -89,12 +92,9 @@ refuse "leaderElection.renewInterval: Does not match pattern" --set leaderElecti
 
 step "kubernetes-validate --strict (upstream schemas)"
 "$VENV_PY" "$K8S_SCRIPTS/k8s_validate.py" --min "$K8S_MIN_VERSION" \
-  "$out/default.yaml" "$out/all-options.yaml" "$out/single.yaml" "$INSTALL_YAML" "${samples[@]}"
+  "$out/default.yaml" "$out/all-options.yaml" "$out/single.yaml" "$out/cluster-wide.yaml" \
+  "$INSTALL_YAML" "${samples[@]}" "$REPO_ROOT"/manifests/chat/*.yaml
 "$VENV_PY" "$K8S_SCRIPTS/k8s_validate.py" --min "$K8S_MIN_VERSION" --expect-invalid "$testdata/invalid-k8s.yaml"
-
-step "AuthStack samples against the CRD schema"
-"$VENV_PY" "$K8S_SCRIPTS/validate_samples.py" --crd "$CRD_FILE" "${samples[@]}" "$testdata/valid-edge-cases.yaml"
-"$VENV_PY" "$K8S_SCRIPTS/validate_samples.py" --crd "$CRD_FILE" --expect-invalid "$testdata/invalid-authstacks.yaml"
 
 step "manifests/install.yaml"
 "$K8S_SCRIPTS/render-manifests.sh" --check

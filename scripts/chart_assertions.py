@@ -2,8 +2,11 @@
 """Semantic checks of rendered chart output (what schemas cannot see).
 
 Usage: chart_assertions.py CASE FILE
-  default        helm template with default values (release authstack-operator)
+  default        helm template with default values (release authstack-operator): a Role in
+                 the release namespace, nothing cluster-wide on namespaced kinds
   all-options    ci/all-options-values.yaml with monitoring.coreos.com/v1 available
+                 (watchNamespaces team-a and team-b: a Role in each)
+  cluster-wide   clusterWide=true: a ClusterRole and ClusterRoleBinding
   single         replicaCount=1, leaderElection.enabled=false
   no-monitoring  serviceMonitor enabled, but the cluster has no monitoring.coreos.com/v1
   install        manifests/install.yaml
@@ -34,10 +37,10 @@ EXPECTED_RULES = {
     ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("apps", "statefulsets"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "configmaps"): {"get", "create", "patch", "delete"},
-    ("", "serviceaccounts"): {"get", "create", "patch", "delete"},
-    ("policy", "poddisruptionbudgets"): {"get", "create", "patch", "delete"},
-    ("networking.k8s.io", "networkpolicies"): {"get", "create", "patch", "delete"},
+    ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "serviceaccounts"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch", "create", "patch", "delete"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 LEASE_RULES = {("coordination.k8s.io", "leases", None): {"create"}}
@@ -156,12 +159,34 @@ def args_of(docs, name) -> list[str]:
     return container(docs, name).get("args", [])
 
 
+def check_namespaced_roles(docs, name, namespace, watched) -> None:
+    """The operator's rules are a Role and RoleBinding in each watched namespace, nothing else."""
+    check(not find(docs, "ClusterRole", name), "namespaced by default: no operator ClusterRole")
+    check(not find(docs, "ClusterRoleBinding", name), "namespaced by default: no ClusterRoleBinding")
+    for d in find(docs, "ClusterRole"):
+        for rule in d.get("rules", []):
+            check(not ({"secrets", "deployments", "statefulsets", "services", "serviceaccounts"}
+                       & set(rule.get("resources", []))),
+                  f"ClusterRole {d['metadata']['name']} grants namespaced resources cluster-wide")
+    roles = [r for r in find(docs, "Role", name)]
+    check(sorted(r["metadata"].get("namespace") for r in roles) == sorted(watched),
+          f"operator Roles must live in {watched}, got {[r['metadata'].get('namespace') for r in roles]}")
+    for role in roles:
+        check_operator_role(role)
+    bindings = find(docs, "RoleBinding", name)
+    check(sorted(b["metadata"].get("namespace") for b in bindings) == sorted(watched),
+          f"operator RoleBindings must live in {watched}")
+    for rb in bindings:
+        check(rb.get("roleRef", {}).get("kind") == "Role" and rb.get("roleRef", {}).get("name") == name
+              and rb["subjects"][0]["namespace"] == namespace,
+              "each RoleBinding binds the operator's Role to the ServiceAccount of the release namespace")
+    check(f"--namespace={','.join(watched)}" in args_of(docs, name),
+          f"--namespace must list the watched namespaces {watched}")
+
+
 def case_default(docs, name="authstack-operator", namespace="authstack-system") -> None:
     check_labels_and_namespaces(docs, namespace)
-    check_operator_role(one(docs, "ClusterRole", name))
-    crb = one(docs, "ClusterRoleBinding", name)
-    check(crb.get("roleRef", {}).get("name") == name and crb["subjects"][0]["namespace"] == namespace,
-          "ClusterRoleBinding must bind the operator's ClusterRole to its ServiceAccount")
+    check_namespaced_roles(docs, name, namespace, [namespace])
     check_lease_role(one(docs, "Role", f"{name}-leader-election"), name)
     check(not find(docs, "ClusterRole", f"{name}-crd"), "no CRD permissions without installCRD")
     check(not any("apiextensions.k8s.io" in r.get("apiGroups", []) for d in docs
@@ -175,9 +200,10 @@ def case_default(docs, name="authstack-operator", namespace="authstack-system") 
     c = container(docs, name)
     check(c.get("image") == "ghcr.io/authstack/operator:0.1.0", f"image defaults to the appVersion tag, got {c.get('image')}")
     a = args_of(docs, name)
-    for flag in ("--namespace=", "--leader-election=true", f"--lease-name={name}", "--install-crd=false"):
+    for flag in (f"--namespace={namespace}", "--leader-election=true", f"--lease-name={name}", "--install-crd=false"):
         check(flag in a, f"default args must contain {flag} (got {a})")
-    check(not any(x.startswith(("--auth-svc-image", "--gateway-image")) for x in a),
+    check(not any(x.startswith(("--auth-svc-image", "--gateway-image", "--postgres-image", "--rabbitmq-image"))
+                  for x in a),
           "no image overrides by default (the operator's built-in defaults apply)")
     env = {e["name"]: e.get("value") for e in c.get("env", [])}
     check(env.get("LOG_FORMAT") == "json", "LOG_FORMAT must default to json")
@@ -189,19 +215,10 @@ def case_default(docs, name="authstack-operator", namespace="authstack-system") 
             check(d["metadata"]["name"] in (f"{name}-view", f"{name}-edit"), f"unexpected ClusterRole {d['metadata']['name']}")
 
 
-def case_all_options(docs, name="authstack-operator-all", namespace="authstack-system", watch="team-a") -> None:
+def case_all_options(docs, name="authstack-operator-all", namespace="authstack-system",
+                     watch=("team-a", "team-b")) -> None:
     check_labels_and_namespaces(docs, namespace)
-    check(not find(docs, "ClusterRole", name), "watchNamespace set: no ClusterRole for namespaced resources")
-    for d in find(docs, "ClusterRole"):
-        for rule in d.get("rules", []):
-            check(not ({"secrets", "deployments", "services"} & set(rule.get("resources", []))),
-                  f"ClusterRole {d['metadata']['name']} grants namespaced resources cluster-wide")
-    role = one(docs, "Role", name)
-    check(role["metadata"].get("namespace") == watch, f"operator Role must live in {watch}")
-    check_operator_role(role)
-    rb = one(docs, "RoleBinding", name)
-    check(rb["metadata"].get("namespace") == watch and rb["subjects"][0]["namespace"] == namespace,
-          "RoleBinding in the watched namespace, for the ServiceAccount of the release namespace")
+    check_namespaced_roles(docs, name, namespace, list(watch))
     check_lease_role(one(docs, "Role", f"{name}-leader-election"), "authstack-operator-lease")
     check(one(docs, "Role", f"{name}-leader-election")["metadata"].get("namespace") == namespace,
           "the Lease Role lives in the release namespace")
@@ -211,10 +228,12 @@ def case_all_options(docs, name="authstack-operator-all", namespace="authstack-s
     check(sm.get("spec", {}).get("endpoints", [{}])[0].get("port") == "metrics", "ServiceMonitor scrapes the metrics port")
     one(docs, "PodDisruptionBudget", name)
     a = args_of(docs, name)
-    for flag in (f"--namespace={watch}", "--install-crd=true", "--leader-election=true",
+    for flag in ("--install-crd=true", "--leader-election=true",
                  "--lease-name=authstack-operator-lease", "--lease-duration=20s",
                  "--auth-svc-image=registry.example.com/authstack/auth-svc:0.1.0",
                  "--gateway-image=registry.example.com/authstack/gateway:0.1.0",
+                 "--postgres-image=registry.example.com/authstack/postgres:17",
+                 "--rabbitmq-image=registry.example.com/authstack/rabbitmq:4.0",
                  "--metrics-listen=0.0.0.0:9090"):
         check(flag in a, f"all-options args must contain {flag} (got {a})")
     c = container(docs, name)
@@ -222,10 +241,21 @@ def case_all_options(docs, name="authstack-operator-all", namespace="authstack-s
     check_hardening(docs, name)
 
 
+def case_cluster_wide(docs, name="authstack-operator", namespace="authstack-system") -> None:
+    check_labels_and_namespaces(docs, namespace)
+    check_operator_role(one(docs, "ClusterRole", name))
+    crb = one(docs, "ClusterRoleBinding", name)
+    check(crb.get("roleRef", {}).get("name") == name and crb["subjects"][0]["namespace"] == namespace,
+          "ClusterRoleBinding must bind the operator's ClusterRole to its ServiceAccount")
+    check(not find(docs, "Role", name) and not find(docs, "RoleBinding", name),
+          "clusterWide: no namespaced operator Role")
+    check("--namespace=" in args_of(docs, name), "clusterWide: --namespace= (every namespace)")
+
+
 def case_single(docs, name="authstack-operator", namespace="authstack-system") -> None:
     check_labels_and_namespaces(docs, namespace)
     check(not find(docs, "PodDisruptionBudget"), "no PodDisruptionBudget with one replica")
-    check(not find(docs, "Role"), "no Lease Role without leader election")
+    check(not find(docs, "Role", f"{name}-leader-election"), "no Lease Role without leader election")
     dep = one(docs, "Deployment", name)
     check(dep["spec"]["strategy"]["type"] == "Recreate", "Recreate strategy without leader election")
     a = args_of(docs, name)
@@ -282,6 +312,7 @@ def case_values_doc(chart_dir: str) -> None:
 
 CASES = {
     "default": case_default,
+    "cluster-wide": case_cluster_wide,
     "all-options": case_all_options,
     "single": case_single,
     "no-monitoring": case_no_monitoring,

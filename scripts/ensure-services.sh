@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL (127.0.0.1:5432, user postgres, trust auth on loopback) and RabbitMQ
 # (127.0.0.1:5672, guest/guest) answer. Starts them when installed but stopped; installs them
-# from Debian packages when absent. Idempotent; prints what it does.
+# from Debian packages when absent. Then creates (or updates) the per-component broker users of
+# libs/protocol/broker-acl.json (scripts/broker-users.py). Idempotent; prints what it does.
 set -euo pipefail
 
 log() { printf '[services] %s\n' "$*"; }
@@ -19,24 +20,35 @@ apt_install() {
 }
 
 pg_ready() { port_open 5432 && { ! command -v pg_isready >/dev/null || pg_isready -q -h 127.0.0.1 -p 5432; }; }
+# Development clusters trust loopback connections (user postgres, no password), like the
+# project's machines. Checked on every run, not only right after installing: a machine may
+# come with the server installed but never configured.
+pg_trusts_loopback() { psql -w -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1; }
+trust_loopback() {
+  local version=$1 hba
+  hba="/etc/postgresql/$version/main/pg_hba.conf"
+  [ -f "$hba" ] || { log "no $hba: configure loopback trust for user postgres yourself"; return 1; }
+  log "PostgreSQL $version: trusting loopback connections in $hba (development setting)"
+  as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+}
 ensure_postgres() {
-  if pg_ready; then log "PostgreSQL is up"; return; fi
-  local installed_now=0
-  if ! command -v pg_ctlcluster >/dev/null; then
-    log "installing PostgreSQL from Debian packages"
-    apt_install postgresql
-    installed_now=1
-  fi
   local version
-  version=$(ls /etc/postgresql | sort -V | tail -n1)
-  if [ $installed_now -eq 1 ]; then
-    # A fresh development cluster: trust loopback connections, like the project's machines.
-    local hba="/etc/postgresql/$version/main/pg_hba.conf"
-    as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
+  if ! pg_ready; then
+    if ! command -v pg_ctlcluster >/dev/null; then
+      log "installing PostgreSQL from Debian packages"
+      apt_install postgresql
+    fi
+    version=$(ls /etc/postgresql | sort -V | tail -n1)
+    log "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    wait_for PostgreSQL 60 pg_ready
   fi
-  log "starting PostgreSQL $version"
-  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-  wait_for PostgreSQL 60 pg_ready
+  if ! pg_trusts_loopback; then
+    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)
+    [ -n "$version" ] && trust_loopback "$version"
+    wait_for "PostgreSQL (loopback trust)" 20 pg_trusts_loopback
+  fi
   log "PostgreSQL is up"
 }
 
@@ -55,3 +67,4 @@ ensure_rabbitmq() {
 
 ensure_postgres
 ensure_rabbitmq
+python3 "$(dirname "$0")/broker-users.py" ensure

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench-rotation`: the rotation scenario outside the test suite, with release binaries —
-# the fake Kubernetes API server, the operator, one kubelet stand-in per auth-svc replica (each
-# with its own lag), two auth-svc replicas and the gateway — under steady mixed load (logins,
+# a private Kubernetes control plane (authstack-cluster: etcd, kube-apiserver, controllers,
+# kwok), the operator, one kubelet stand-in per auth-svc replica (each with its own lag), two
+# auth-svc replicas and the gateway — under steady mixed load (logins,
 # refreshes, /users/me, /session). Mid-run a rotation is requested with the kubectl plugin;
 # the table shows rate and latency before, during and after it, and the time from the CR
 # update to the new key signing.
@@ -34,8 +35,9 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  "$bin/authstack-cluster" --dir "$work/cluster" down >/dev/null 2>&1 || true
   psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  "$bin/authstack-dev" amqp-delete --queue "rot.rpc.$id" --exchange "rot.events.$id" >/dev/null 2>&1 || true
+  "$bin/authstack-dev" amqp-delete --queue "auth.rpc.rot-$id" --exchange "auth.requests.rot-$id" --exchange "auth.events.rot-$id" >/dev/null 2>&1 || true
   [ "$MODE" = demo ] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -43,29 +45,35 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_for() { for _ in $(seq 1 200); do eval "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "timed out: $1" >&2; exit 1; }
 
 psql "$pg_admin" -qc "CREATE DATABASE $db"
-api_port=$(free_port)
-"$bin/fake-apiserver" --port "$api_port" --kubeconfig "$work/kubeconfig" --crd crds/authstack.yaml --auto-ready >"$work/apiserver.log" 2>&1 & pids+=($!)
-api="http://127.0.0.1:$api_port"
-wait_for "curl -fs $api/version"
-export KUBECONFIG="$work/kubeconfig"
-post() { curl -fsS -X POST -H 'content-type: application/json' "$api$1" -d "$2" >/dev/null; }
-post /api/v1/namespaces '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"auth"}}'
-post /api/v1/namespaces/auth/secrets "{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"pg-url\"},\"stringData\":{\"url\":\"${pg_admin%/*}/$db\"}}"
-post /api/v1/namespaces/auth/secrets '{"apiVersion":"v1","kind":"Secret","metadata":{"name":"amqp-url"},"stringData":{"url":"amqp://guest:guest@127.0.0.1:5672/%2f"}}'
-"$bin/authstack-operator" --metrics-listen "127.0.0.1:$(free_port)" >"$work/operator.log" 2>&1 & pids+=($!)
+echo "[rotation] starting a private control plane (builds the Kubernetes binaries once per machine)" >&2
+"$bin/authstack-cluster" --dir "$work/cluster" up >/dev/null
+export KUBECONFIG="$work/cluster/kubeconfig"
+kubectl=$(scripts/k8s-tools.sh --print-path kubectl)
+k() { "$kubectl" "$@" 2> >(grep -v 'version difference between client' >&2); }
+k apply --server-side -f crds/authstack.yaml >/dev/null
+k wait --for=condition=Established crd/authstacks.authstack.io >/dev/null
+k create namespace auth >/dev/null
+k -n auth create secret generic pg-url --from-literal=url="${pg_admin%/*}/$db" >/dev/null
+k -n auth create secret generic amqp-url --from-literal=url=amqp://guest:guest@127.0.0.1:5672/%2f >/dev/null
+"$bin/authstack-operator" --metrics-listen "127.0.0.1:$(free_port)" --namespace auth --leader-election=false >"$work/operator.log" 2>&1 & pids+=($!)
 gw_port=$(free_port)
 issuer="http://127.0.0.1:$gw_port"
-post /apis/authstack.io/v1alpha1/namespaces/auth/authstacks "{\"apiVersion\":\"authstack.io/v1alpha1\",\"kind\":\"AuthStack\",\"metadata\":{\"name\":\"demo\"},\"spec\":{\"postgres\":{\"external\":{\"secretRef\":{\"name\":\"pg-url\"}}},\"rabbitmq\":{\"external\":{\"secretRef\":{\"name\":\"amqp-url\"}}},\"authService\":{\"tokens\":{\"issuer\":\"$issuer\"}},\"keys\":{\"propagationDelay\":\"$P\",\"rotationInterval\":\"0s\"}}}"
-wait_for "curl -fs $api/api/v1/namespaces/auth/secrets/demo-signing-keys"
+k -n auth apply -f - >/dev/null <<JSON
+{"apiVersion":"authstack.io/v1alpha1","kind":"AuthStack","metadata":{"name":"demo"},"spec":{"postgres":{"external":{"secretRef":{"name":"pg-url"}}},"rabbitmq":{"external":{"secretRef":{"name":"amqp-url"}}},"authService":{"tokens":{"issuer":"$issuer"}},"keys":{"propagationDelay":"$P","rotationInterval":"0s"}}}
+JSON
+wait_for "k -n auth get secret demo-signing-keys"
 
-export RUST_LOG=warn LOG_FORMAT=json AUTH_RPC_QUEUE="rot.rpc.$id" AUTH_EVENTS_EXCHANGE="rot.events.$id" AUTH_ISSUER="$issuer"
+export RUST_LOG=warn LOG_FORMAT=json AUTH_ISSUER="$issuer"
+eval "$(python3 scripts/broker-users.py env "rot-$id")"
 export DATABASE_URL="${pg_admin%/*}/$db" AUTH_HASHING_THREADS=1 AUTH_KEY_POLL_MS=500
+# All simulated clients share one address: no per-address rate limits here.
+export AUTH_LOGIN_RATE_PER_ADDRESS=0 AUTH_REGISTER_RATE_PER_ADDRESS=0
 for i in "${!LAGS[@]}"; do
   "$bin/authstack-dev" kubelet-sync -n auth --secret demo-signing-keys --dir "$work/keys-$i" --delay-ms "${LAGS[$i]}" >"$work/kubelet-$i.log" 2>&1 & pids+=($!)
   wait_for "test -e $work/keys-$i/keyring.json"
-  AUTH_KEY_DIR="$work/keys-$i" AUTH_HTTP_LISTEN="127.0.0.1:$(free_port)" AUTH_INSTANCE_NAME="auth-$i" "$bin/auth-svc" >"$work/auth-$i.log" 2>&1 & pids+=($!)
+  AMQP_URL="$AUTH_SVC_AMQP_URL" AUTH_KEY_DIR="$work/keys-$i" AUTH_HTTP_LISTEN="127.0.0.1:$(free_port)" AUTH_INSTANCE_NAME="auth-$i" "$bin/auth-svc" >"$work/auth-$i.log" 2>&1 & pids+=($!)
 done
-GATEWAY_LISTEN="127.0.0.1:$gw_port" "$bin/gateway" >"$work/gateway.log" 2>&1 & pids+=($!)
+AMQP_URL="$GATEWAY_AMQP_URL" GATEWAY_METRICS_LISTEN="127.0.0.1:$(free_port)" GATEWAY_LISTEN="127.0.0.1:$gw_port" "$bin/gateway" >"$work/gateway.log" 2>&1 & pids+=($!)
 gw="http://127.0.0.1:$gw_port"
 wait_for "curl -fs $gw/readyz"
 wait_for "[ \$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' -d '{\"login\":\"\",\"password\":\"\"}' $gw/api/v1/auth/login) != 503 ]"
@@ -95,7 +103,7 @@ echo "[rotation] ${total}s of mixed load on $CONNS connections; rotation request
   --phase "before=0-$BEFORE" --phase "during=$BEFORE-$end_during" --phase "after=$end_during-$total" >"$results" 2>"$work/loadgen.err" &
 load=$!
 sleep "$(python3 -c "print(2 + $BEFORE)")"
-before_kid=$(curl -fsS "$api/api/v1/namespaces/auth/secrets/demo-signing-keys" | python3 -c 'import sys,json,base64; r=json.loads(base64.b64decode(json.load(sys.stdin)["data"]["keyring.json"])); print([k["kid"] for k in r["keys"] if k["state"]=="active"][0])')
+before_kid=$(k -n auth get secret demo-signing-keys -o json | python3 -c 'import sys,json,base64; r=json.loads(base64.b64decode(json.load(sys.stdin)["data"]["keyring.json"])); print([k["kid"] for k in r["keys"] if k["state"]=="active"][0])')
 requested=$(date +%s.%N)
 "$bin/kubectl-authstack" -n auth rotate demo >&2
 # Probe: log in every 100 ms until a token is signed by a new kid.

@@ -13,6 +13,9 @@ use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use authstack_keyring::SigningAlgorithm;
+use authstack_protocol::limits;
+
 use crate::duration::PATTERN as DURATION;
 
 /// API group of the AuthStack resource.
@@ -77,6 +80,20 @@ pub struct AuthStackSpec {
     pub rabbitmq: RabbitmqSpec,
     /// JWT signing keys: algorithm, rotation schedule, manual rotation and emergency revocation.
     pub keys: KeysSpec,
+    /// Network access beyond what the stack needs internally.
+    pub network_policy: NetworkPolicySpec,
+}
+
+/// Network access to the stack's pods. The operator's NetworkPolicies admit only what each port
+/// needs: the gateway's API from anywhere, PostgreSQL from auth-svc, RabbitMQ from auth-svc and
+/// the gateway, and the metrics ports (gateway 9090, auth-svc 8081) from `metricsFrom` only.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NetworkPolicySpec {
+    /// Who may scrape the metrics ports (NetworkPolicy peers, e.g. a namespaceSelector for your
+    /// Prometheus). Empty: nobody (kubelet probes are not affected by NetworkPolicies).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metrics_from: Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
 }
 
 /// Image pull policy (Always, IfNotPresent or Never); Kubernetes' default when unset.
@@ -104,6 +121,15 @@ impl ImagePullPolicy {
 /// The gateway Deployment and Service.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "duration(self.rpcTimeout) >= duration('50ms') && duration(self.rpcTimeout) <= duration('2m')",
+    "message": "must be between 50ms and 2m",
+    "fieldPath": ".rpcTimeout"
+}, {
+    "rule": "!has(self.trustedProxies) || self.trustedProxies.all(p, isIP(p) || isCIDR(p))",
+    "message": "every entry must be an IP address or a CIDR block",
+    "fieldPath": ".trustedProxies"
+}]))]
 pub struct GatewaySpec {
     /// Number of gateway pods. A PodDisruptionBudget (maxUnavailable 1) is created when above 1.
     #[schemars(range(min = 1, max = 100))]
@@ -122,11 +148,22 @@ pub struct GatewaySpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// How long the gateway waits for an RPC answer from auth-svc (Go duration, 50ms to 2m).
-    #[schemars(regex(pattern = DURATION))]
+    #[schemars(regex(pattern = DURATION), length(max = 32))]
     pub rpc_timeout: String,
     /// Largest accepted request body, in bytes.
     #[schemars(range(min = 1024, max = 16777216))]
     pub max_body_bytes: i64,
+    /// Reverse proxies in front of the gateway (CIDRs or addresses, e.g. the ingress
+    /// controller's pod network `10.0.0.0/8`) whose `X-Forwarded-For` is believed. Empty: the
+    /// TCP peer is the client and the header is ignored — behind a proxy, every client would
+    /// then share the proxy's address for login throttling.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 64)))]
+    pub trusted_proxies: Vec<String>,
+    /// How many trusted proxies may stand in a row in front of the gateway (e.g. 2 for a cloud
+    /// load balancer in front of an ingress controller).
+    #[schemars(range(min = 1, max = 16))]
+    pub trusted_proxy_hops: i32,
 }
 
 impl Default for GatewaySpec {
@@ -139,6 +176,8 @@ impl Default for GatewaySpec {
             resources: None,
             rpc_timeout: "5s".into(),
             max_body_bytes: 65_536,
+            trusted_proxies: Vec::new(),
+            trusted_proxy_hops: 1,
         }
     }
 }
@@ -231,18 +270,32 @@ impl Default for AuthServiceSpec {
 /// Access and refresh token settings.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "duration(self.accessTokenTtl) >= duration('10s') && duration(self.accessTokenTtl) <= duration('24h')",
+    "message": "must be between 10s and 24h",
+    "fieldPath": ".accessTokenTtl"
+}, {
+    "rule": "duration(self.refreshTokenTtl) >= duration('1m')",
+    "message": "must be at least 1m",
+    "fieldPath": ".refreshTokenTtl"
+}, {
+    "rule": "duration(self.refreshTokenTtl) > duration(self.accessTokenTtl)",
+    "message": "must be longer than accessTokenTtl",
+    "fieldPath": ".refreshTokenTtl"
+}]))]
 pub struct TokensSpec {
     /// Lifetime of access tokens (JWTs), a Go duration from "10s" to "24h". Retired signing keys
     /// are kept this long (plus propagation delay and 30s clock skew) after a rotation.
-    #[schemars(regex(pattern = DURATION))]
+    #[schemars(regex(pattern = DURATION), length(max = 32))]
     pub access_token_ttl: String,
     /// Lifetime of refresh tokens, a Go duration such as "720h" (30 days); at least "1m" and
     /// longer than `accessTokenTtl`.
-    #[schemars(regex(pattern = DURATION))]
+    #[schemars(regex(pattern = DURATION), length(max = 32))]
     pub refresh_token_ttl: String,
     /// How long a just-replaced refresh token may still be presented (concurrent refreshes)
-    /// before its reuse revokes the session family. "0s" disables the grace window.
-    #[schemars(regex(pattern = DURATION))]
+    /// before its reuse revokes the session family, at most "10s". "0s" disables the grace
+    /// window.
+    #[schemars(regex(pattern = DURATION), length(max = 32))]
     pub refresh_reuse_grace: String,
     /// The `iss` claim of access tokens. Defaults to `http://<name>-gateway.<namespace>.svc`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -265,13 +318,14 @@ impl Default for TokensSpec {
     }
 }
 
-/// argon2id cost parameters. The defaults are OWASP's minimum recommendation (19 MiB, 2
-/// iterations, 1 lane), which is also the lowest memory cost accepted.
+/// argon2id cost parameters. Memory and iterations must meet one of OWASP's minimum
+/// combinations: 47104 KiB with 1 iteration, 19456 KiB with 2, 12288 KiB with 3, 9216 KiB
+/// with 4, or 7168 KiB with 5. The defaults are 19456 KiB (19 MiB), 2 iterations, 1 lane.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Argon2Spec {
-    /// Memory cost in KiB (at least 19456, OWASP's minimum).
-    #[schemars(range(min = 19456, max = 1048576))]
+    /// Memory cost in KiB (at least 7168, and enough for `iterations`: see above).
+    #[schemars(range(min = limits::ARGON2_MEMORY_FLOOR_KIB, max = 1048576))]
     pub memory_kib: i32,
     /// Number of passes over memory.
     #[schemars(range(min = 1, max = 100))]
@@ -294,15 +348,24 @@ impl Default for Argon2Spec {
 /// Login throttling.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "duration(self.window) >= duration('1s')",
+    "message": "must be at least 1s",
+    "fieldPath": ".window"
+}, {
+    "rule": "duration(self.duration) >= duration('1s')",
+    "message": "must be at least 1s",
+    "fieldPath": ".duration"
+}]))]
 pub struct LockoutSpec {
     /// Failed logins of one account within `window` that lock it.
     #[schemars(range(min = 1, max = 1000))]
     pub max_failures: i32,
     /// Sliding window over which failures are counted (Go duration, at least "1s").
-    #[schemars(regex(pattern = DURATION))]
+    #[schemars(regex(pattern = DURATION), length(max = 32))]
     pub window: String,
     /// How long a locked account (or address) stays locked (Go duration, at least "1s").
-    #[schemars(regex(pattern = DURATION))]
+    #[schemars(regex(pattern = DURATION), length(max = 32))]
     pub duration: String,
     /// Failed logins from one client address within `window` that lock the address.
     #[schemars(range(min = 1, max = 100000))]
@@ -346,8 +409,8 @@ impl Default for StorageSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ManagedSpec {
-    /// Container image; defaults to `docker.io/library/postgres:17` or
-    /// `docker.io/library/rabbitmq:4.1`.
+    /// Container image; defaults to the operator's `--postgres-image` / `--rabbitmq-image`
+    /// (`docker.io/library/postgres:17` / `docker.io/library/rabbitmq:4.1` unless set).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub image: Option<String>,
@@ -471,42 +534,34 @@ macro_rules! backing_impl {
 backing_impl!(PostgresSpec);
 backing_impl!(RabbitmqSpec);
 
-/// JWT signing algorithm.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum Algorithm {
-    /// Ed25519 (RFC 8037): small, fast keys. The default.
-    #[default]
-    EdDSA,
-    /// ECDSA on P-256 with SHA-256.
-    ES256,
-    /// RSASSA-PKCS1-v1_5 with SHA-256 (2048-bit keys).
-    RS256,
-}
-
-impl From<Algorithm> for authstack_keyring::SigningAlgorithm {
-    fn from(a: Algorithm) -> Self {
-        match a {
-            Algorithm::EdDSA => authstack_keyring::SigningAlgorithm::EdDSA,
-            Algorithm::ES256 => authstack_keyring::SigningAlgorithm::ES256,
-            Algorithm::RS256 => authstack_keyring::SigningAlgorithm::RS256,
-        }
-    }
+/// The schema of `spec.keys.algorithm`: the names of keyring's [`SigningAlgorithm`]s (the one
+/// list of supported algorithms; the field is that type).
+fn algorithm_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = SigningAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
+    schemars::json_schema!({ "type": "string", "enum": names })
 }
 
 /// JWT signing keys.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "duration(self.rotationInterval) == duration('0s') || duration(self.rotationInterval) > duration(self.propagationDelay)",
+    "message": "must be longer than propagationDelay (or 0s: rotate on request only)",
+    "fieldPath": ".rotationInterval"
+}]))]
 pub struct KeysSpec {
-    /// Signing algorithm: EdDSA, ES256 or RS256. Changing it rotates to a key of the new
-    /// algorithm (with the usual propagation delay).
-    pub algorithm: Algorithm,
+    /// Signing algorithm: EdDSA (Ed25519, the default), ES256 (ECDSA P-256) or RS256 (RSA
+    /// 2048). Changing it rotates to a key of the new algorithm (with the usual propagation
+    /// delay).
+    #[schemars(schema_with = "algorithm_schema")]
+    pub algorithm: SigningAlgorithm,
     /// Start a rotation this long after the previous one (Go duration). "0s" rotates only when
     /// `rotationCounter` is bumped.
-    #[schemars(regex(pattern = DURATION))]
+    #[schemars(regex(pattern = DURATION), length(max = 32))]
     pub rotation_interval: String,
     /// How long a new key is published for verification before it signs (Go duration). Must
     /// cover the time kubelet takes to update mounted Secrets (a minute or more).
-    #[schemars(regex(pattern = DURATION))]
+    #[schemars(regex(pattern = DURATION), length(max = 32))]
     pub propagation_delay: String,
     /// Manual rotation trigger: increase it (e.g. `kubectl authstack rotate NAME`) to start a
     /// rotation now.
@@ -522,7 +577,7 @@ pub struct KeysSpec {
 impl Default for KeysSpec {
     fn default() -> Self {
         KeysSpec {
-            algorithm: Algorithm::EdDSA,
+            algorithm: SigningAlgorithm::EdDSA,
             rotation_interval: "720h".into(),
             propagation_delay: "2m".into(),
             rotation_counter: 0,
@@ -641,41 +696,117 @@ pub fn crd() -> CustomResourceDefinition {
             .and_then(|s| s.open_api_v3_schema.as_mut())
         {
             add_name_rule(schema);
-            strip_quantity_docs(schema);
+            add_security_rules(schema);
+            visit(schema, &mut |node| {
+                strip_quantity_docs(node);
+                unwrap_doc_lines(node);
+            });
         }
     }
     crd
 }
 
-/// Drops the (long, repeated) upstream description of every Quantity node: it would make up
-/// half of the CRD and adds nothing to `kubectl explain`.
+/// Calls `f` on `schema` and every schema nested in it.
+fn visit(schema: &mut JSONSchemaProps, f: &mut impl FnMut(&mut JSONSchemaProps)) {
+    f(schema);
+    for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        visit(child, f);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(child)) = schema.additional_properties.as_mut() {
+        visit(child, f);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(child)) = schema.items.as_mut() {
+        visit(child, f);
+    }
+}
+
+/// Drops the (long, repeated) upstream description of a Quantity node: it would make up half
+/// of the CRD and adds nothing to `kubectl explain`.
 fn strip_quantity_docs(schema: &mut JSONSchemaProps) {
     if schema.x_kubernetes_int_or_string == Some(true) {
         schema.description = None;
     }
-    for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
-        strip_quantity_docs(child);
-    }
-    if let Some(JSONSchemaPropsOrBool::Schema(child)) = schema.additional_properties.as_mut() {
-        strip_quantity_docs(child);
-    }
-    if let Some(JSONSchemaPropsOrArray::Schema(child)) = schema.items.as_mut() {
-        strip_quantity_docs(child);
+}
+
+/// Joins the hard-wrapped lines of a doc comment (schemars keeps them) so `kubectl explain`
+/// wraps whole sentences; blank lines stay paragraph breaks.
+fn unwrap_doc_lines(schema: &mut JSONSchemaProps) {
+    if let Some(d) = schema.description.as_mut() {
+        *d = d
+            .split("\n\n")
+            .map(|paragraph| paragraph.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("\n\n");
     }
 }
 
 fn add_name_rule(schema: &mut JSONSchemaProps) {
-    let rule = ValidationRule {
-        rule: format!("size(self.metadata.name) <= {MAX_NAME_LEN}"),
-        message: Some(format!(
+    push_rule(
+        schema,
+        format!("size(self.metadata.name) <= {MAX_NAME_LEN}"),
+        format!(
             "metadata.name must be at most {MAX_NAME_LEN} characters (names of the generated objects derive from it)"
-        )),
-        ..ValidationRule::default()
-    };
-    schema
-        .x_kubernetes_validations
+        ),
+        None,
+    );
+}
+
+/// The schema node at `path` (property names from the root).
+fn node<'a>(schema: &'a mut JSONSchemaProps, path: &[&str]) -> Option<&'a mut JSONSchemaProps> {
+    path.iter()
+        .try_fold(schema, |node, key| node.properties.as_mut()?.get_mut(*key))
+}
+
+/// Adds a CEL rule to `node`; `field_path` (relative to `node`) is the field its message is
+/// reported on.
+fn push_rule(node: &mut JSONSchemaProps, rule: String, message: String, field_path: Option<&str>) {
+    node.x_kubernetes_validations
         .get_or_insert_with(Vec::new)
-        .push(rule);
+        .push(ValidationRule {
+            rule,
+            message: Some(message),
+            field_path: field_path.map(str::to_owned),
+            ..ValidationRule::default()
+        });
+}
+
+/// The CEL rule accepting an argon2 cost that meets one of OWASP's minimums.
+pub fn argon2_rule() -> String {
+    limits::ARGON2_MINIMUMS
+        .iter()
+        .map(|m| {
+            format!(
+                "self.memoryKib >= {} && self.iterations >= {}",
+                m.memory_kib, m.iterations
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" || ")
+}
+
+/// Rules whose numbers live in [`authstack_protocol::limits`], shared with auth-svc: argon2
+/// minimum combinations and the refresh reuse grace cap.
+fn add_security_rules(schema: &mut JSONSchemaProps) {
+    if let Some(argon2) = node(schema, &["spec", "authService", "argon2"]) {
+        push_rule(
+            argon2,
+            argon2_rule(),
+            format!(
+                "memoryKib and iterations must meet one of OWASP's argon2id minimums: {}",
+                limits::argon2_minimums_text()
+            ),
+            None,
+        );
+    }
+    if let Some(tokens) = node(schema, &["spec", "authService", "tokens"]) {
+        let max = limits::REFRESH_REUSE_GRACE_MAX_SECS;
+        push_rule(
+            tokens,
+            format!("duration(self.refreshReuseGrace) <= duration('{max}s')"),
+            format!("must be at most {max}s"),
+            Some(".refreshReuseGrace"),
+        );
+    }
 }
 
 /// The CRD as YAML, as checked in under `crds/authstack.yaml`.

@@ -1,31 +1,30 @@
-//! The operator library's error type.
+//! The operator library's error type: one variant per reconcile phase (each phase has its own
+//! error type in [`crate::controller`]) plus start-up and leadership failures.
 
+use crate::controller::apply::ApplyError;
+use crate::controller::build::BuildError;
+use crate::controller::dereference::DereferenceError;
+use crate::controller::report::StatusError;
 use crate::keys::KeysError;
 
 /// Errors of the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A Kubernetes API call failed.
+    /// Reading what the stack references failed.
+    #[error(transparent)]
+    Dereference(#[from] DereferenceError),
+    /// Building the desired state failed.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Writing the desired state failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// Writing the status failed.
+    #[error(transparent)]
+    Status(#[from] StatusError),
+    /// A Kubernetes API call outside a reconcile failed.
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    /// An object with a name the stack needs exists but is not controlled by this AuthStack:
-    /// the operator never takes over (or deletes) objects it does not own.
-    #[error("{kind} {name} already exists and is not controlled by this AuthStack")]
-    NotOwned {
-        /// Its kind.
-        kind: String,
-        /// Its name.
-        name: String,
-    },
-    /// The signing keys could not be planned.
-    #[error(transparent)]
-    Keys(#[from] KeysError),
-    /// The signing key Secret kept changing under us.
-    #[error("Secret {0} changed concurrently while the key ring was being written")]
-    KeyRingConflict(String),
-    /// An object could not be (de)serialized.
-    #[error("serialization: {0}")]
-    Serialization(#[from] serde_json::Error),
     /// The kube client could not be configured.
     #[error("Kubernetes client configuration: {0}")]
     ClientConfig(String),
@@ -51,19 +50,30 @@ pub enum Error {
     InstallCrd(String),
 }
 
+fn kube_reason(e: &kube::Error) -> &'static str {
+    match e {
+        kube::Error::Api(s) if s.is_conflict() => "Conflict",
+        kube::Error::Api(s) if s.is_forbidden() => "Forbidden",
+        kube::Error::Api(s) if s.is_invalid() => "Invalid",
+        _ => "KubernetesApiError",
+    }
+}
+
 impl Error {
     /// A short, stable label for metrics and condition reasons.
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::Kube(kube::Error::Api(s)) if s.is_conflict() => "Conflict",
-            Error::Kube(kube::Error::Api(s)) if s.is_forbidden() => "Forbidden",
-            Error::Kube(kube::Error::Api(s)) if s.is_invalid() => "Invalid",
-            Error::Kube(_) => "KubernetesApiError",
-            Error::NotOwned { .. } => "ObjectNotOwned",
-            Error::Keys(KeysError::InvalidRing { .. }) => "KeyRingInvalid",
-            Error::Keys(_) => "KeyRotationFailed",
-            Error::KeyRingConflict(_) => "KeyRingConflict",
-            Error::Serialization(_) => "SerializationError",
+            Error::Dereference(DereferenceError::Kube(e))
+            | Error::Apply(ApplyError::Kube(e))
+            | Error::Status(StatusError::Kube(e))
+            | Error::Kube(e) => kube_reason(e),
+            Error::Dereference(DereferenceError::NotOwned(_))
+            | Error::Apply(ApplyError::NotOwned(_)) => "ObjectNotOwned",
+            Error::Dereference(DereferenceError::Undecodable(_)) => "ObjectUndecodable",
+            Error::Build(BuildError::Keys(KeysError::InvalidRing { .. })) => "KeyRingInvalid",
+            Error::Build(BuildError::Keys(_)) => "KeyRotationFailed",
+            Error::Build(BuildError::Serialization(_)) => "SerializationError",
+            Error::Apply(ApplyError::KeyRingConflict(_)) => "KeyRingConflict",
             Error::ClientConfig(_) => "ClientConfig",
             Error::Leadership(_) => "LeaderElection",
             Error::Listen { .. } => "Listen",

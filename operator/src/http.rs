@@ -37,7 +37,7 @@ impl Health {
     /// Records whether this replica leads.
     pub fn set_leader(&self, leader: bool) {
         self.leader.store(leader, Ordering::SeqCst);
-        metrics::gauge!("authstack_operator_leader").set(if leader { 1.0 } else { 0.0 });
+        metrics::gauge!(crate::metrics::LEADER).set(if leader { 1.0 } else { 0.0 });
     }
 
     /// Whether this replica leads.

@@ -162,6 +162,19 @@ pub fn status(ring: &KeyRing, policy: &RotationPolicy) -> KeysStatus {
     }
 }
 
+/// The metric label of a rotation step.
+pub fn action_label(action: &RotationAction) -> &'static str {
+    match action {
+        RotationAction::Bootstrapped { .. } => "bootstrapped",
+        RotationAction::RotationStarted { .. } => "rotation_started",
+        RotationAction::Promoted { .. } => "promoted",
+        RotationAction::Removed { .. } => "removed",
+        RotationAction::Revoked { .. } => "revoked",
+        RotationAction::EmergencyActivated { .. } => "emergency_activated",
+        RotationAction::PendingReplaced { .. } => "pending_replaced",
+    }
+}
+
 /// A Kubernetes Event for a rotation step: `(reason, warning, note)`.
 pub fn event_for(action: &RotationAction) -> (&'static str, bool, String) {
     match action {
@@ -330,6 +343,28 @@ mod tests {
             .insert(KEYRING_FILE.into(), ByteString(b"{garbage".to_vec()));
         let err = plan(Some(&secret), &s, t0(), &mut generate).unwrap_err();
         assert!(err.to_string().contains("demo-signing-keys"), "{err}");
+    }
+
+    /// A corrupt key ring's content never reaches the error that becomes the Event note and
+    /// the `Degraded` message.
+    #[test]
+    fn invalid_ring_errors_never_echo_the_secret() {
+        const SECRET: &str = "-----BEGIN PRIVATE KEY-----MC4CAQAwBQYDK2VwBCIEIRecognisable";
+        let s = settings();
+        let p = plan(None, &s, t0(), &mut generate).unwrap();
+        let mut doc: serde_json::Value = serde_json::from_slice(&p.ring.to_json()).unwrap();
+        doc["keys"][0]["state"] = SECRET.into();
+        let mut secret = signing_secret(&s, &p.ring);
+        secret.data.as_mut().unwrap().insert(
+            KEYRING_FILE.into(),
+            ByteString(serde_json::to_vec(&doc).unwrap()),
+        );
+        let err = plan(Some(&secret), &s, t0(), &mut generate).unwrap_err();
+        let reported = crate::Error::from(crate::controller::build::BuildError::from(err));
+        let text = format!("{reported} {reported:?}");
+        assert!(text.contains("demo-signing-keys"), "{text}");
+        assert!(!text.contains("Recognisable"), "{text}");
+        assert_eq!(reported.reason(), "KeyRingInvalid");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! running auth platform and rotates its JWT signing keys.
 //!
 //! Pure parts, unit-tested object by object: [`crd`], [`duration`], [`settings`],
-//! [`builders`], [`keys`], [`status`]. The thin layer that talks to the API server:
-//! [`controller`], [`leader`], [`http`], [`plugin`]. [`run`] is the operator's entry point.
+//! [`builders`], [`keys`], [`status`]. The reconciler in phases: [`controller`]. Around it:
+//! [`leader`], [`http`], [`metrics`], [`plugin`]. [`run`] is the operator's entry point.
 
 pub mod builders;
 pub mod config;
@@ -14,11 +14,11 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod leader;
+pub mod metrics;
 pub mod plugin;
 pub mod settings;
 pub mod status;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -31,6 +31,10 @@ pub use config::Config;
 pub use error::{Error, Result};
 
 use builders::meta::MANAGER;
+
+/// How long the health endpoints keep answering after the controller stopped, so probes see
+/// the replica go unready before it disappears.
+pub const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
 /// Runs the operator until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> Result<()> {
@@ -59,18 +63,21 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> Resul
         .await
         .map_err(|e| Error::ClientConfig(e.to_string()))?;
     if config.install_crd {
-        install_crd(&client).await?;
+        install_crd(&client, config.crd_established_timeout).await?;
     }
-    controller::check_api(&client, config.watch_namespace()).await?;
+    let scopes = config.watch_scopes();
+    for scope in &scopes {
+        controller::check_api(&client, scope.as_deref()).await?;
+    }
     health.set_ready(true);
 
     let identity = config.holder_identity();
-    let ctx = Arc::new(controller::Context::new(
-        client.clone(),
-        config.images(),
-        identity.clone(),
-    ));
-    let namespace = config.watch_namespace().map(str::to_owned);
+    let controller_config = controller::ControllerConfig {
+        images: config.images(),
+        instance: identity.clone(),
+        namespace: None,
+        tuning: config.tuning(),
+    };
     let result = if config.leader_election {
         let lease_namespace = config
             .lease_namespace
@@ -93,13 +100,13 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> Resul
             elector,
             shutdown.clone(),
             move |leading| h.set_leader(leading),
-            move |stop| controller::run(ctx, namespace, stop),
+            move |stop| run_controllers(client, controller_config, scopes, stop),
         )
         .await
         .map(|_| ())
     } else {
         health.set_leader(true);
-        controller::run(ctx, namespace, shutdown.clone()).await
+        run_controllers(client, controller_config, scopes, shutdown.clone()).await
     };
     health.set_ready(false);
     health.set_leader(false);
@@ -108,15 +115,34 @@ pub async fn run_until(config: Config, shutdown: watch::Receiver<bool>) -> Resul
     if result.is_err() {
         server.abort();
     } else {
-        let _ = tokio::time::timeout(Duration::from_secs(5), stop.wait_for(|v| *v)).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        let _ = tokio::time::timeout(HTTP_DRAIN, stop.wait_for(|v| *v)).await;
+        let _ = tokio::time::timeout(HTTP_DRAIN, server).await;
     }
     result
 }
 
+/// One controller per watched namespace (or one for all), each with `config` and its own
+/// watches, until `stop` turns true.
+async fn run_controllers(
+    client: Client,
+    config: controller::ControllerConfig,
+    scopes: Vec<Option<String>>,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    futures::future::try_join_all(scopes.into_iter().map(|namespace| {
+        let config = controller::ControllerConfig {
+            namespace,
+            ..config.clone()
+        };
+        controller::run(client.clone(), config, stop.clone())
+    }))
+    .await
+    .map(drop)
+}
+
 /// Server-side applies the AuthStack CRD and waits until it is established (Stackable-style
-/// CRD upgrades: the operator ships the schema it understands).
-pub async fn install_crd(client: &Client) -> Result<()> {
+/// CRD upgrades: the operator ships the schema it understands), waiting at most `timeout`.
+pub async fn install_crd(client: &Client, timeout: Duration) -> Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = crd::crd();
     let name = crd.metadata.name.clone().unwrap_or_default();
@@ -128,14 +154,14 @@ pub async fn install_crd(client: &Client) -> Result<()> {
     .await
     .map_err(|e| Error::InstallCrd(e.to_string()))?;
     let established = wait::await_condition(crds, &name, conditions::is_crd_established());
-    match tokio::time::timeout(Duration::from_secs(30), established).await {
+    match tokio::time::timeout(timeout, established).await {
         Ok(Ok(_)) => {
             tracing::info!(crd = %name, "CRD installed");
             Ok(())
         }
         Ok(Err(e)) => Err(Error::InstallCrd(e.to_string())),
         Err(_) => Err(Error::InstallCrd(format!(
-            "{name} not established after 30s"
+            "{name} not established after {timeout:?}"
         ))),
     }
 }

@@ -3,21 +3,25 @@
 
 use std::time::Duration;
 
+use authstack_protocol::limits;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::builders::meta::{Names, owner_reference};
-use crate::crd::{
-    AuthStack, Backing, ExternalSpec, GatewaySpec, MAX_NAME_LEN, ManagedSpec, SecretKeyRef,
-};
+use crate::crd::{AuthStack, Backing, ExternalSpec, GatewaySpec, ManagedSpec, SecretKeyRef};
 use crate::duration;
 
-/// Default container images (the operator's `--auth-svc-image` / `--gateway-image`).
+/// Default container images (the operator's `--auth-svc-image`, `--gateway-image`,
+/// `--postgres-image`, `--rabbitmq-image`); a stack's spec overrides each.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Images {
     /// auth-svc image.
     pub auth_svc: String,
     /// Gateway image.
     pub gateway: String,
+    /// Image of a managed PostgreSQL.
+    pub postgres: String,
+    /// Image of a managed RabbitMQ.
+    pub rabbitmq: String,
 }
 
 impl Default for Images {
@@ -26,6 +30,8 @@ impl Default for Images {
         Images {
             auth_svc: format!("ghcr.io/authstack/auth-svc:{version}"),
             gateway: format!("ghcr.io/authstack/gateway:{version}"),
+            postgres: POSTGRES_IMAGE.into(),
+            rabbitmq: RABBITMQ_IMAGE.into(),
         }
     }
 }
@@ -110,6 +116,8 @@ pub struct Settings {
     pub rabbitmq: BackingService,
     /// Keys.
     pub keys: KeySettings,
+    /// Peers admitted to the metrics ports.
+    pub metrics_from: Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
 }
 
 /// The spec problems found, each a readable sentence naming the field.
@@ -120,10 +128,14 @@ pub struct InvalidSpec(pub Vec<String>);
 fn backing(
     field: &str,
     b: Option<Backing<'_>>,
+    default_image: &str,
     problems: &mut Vec<String>,
 ) -> Option<BackingService> {
     match b {
-        Some(Backing::Managed(m)) => Some(BackingService::Managed(m.clone())),
+        Some(Backing::Managed(m)) => Some(BackingService::Managed(ManagedSpec {
+            image: Some(m.image.clone().unwrap_or_else(|| default_image.to_owned())),
+            ..m.clone()
+        })),
         Some(Backing::External(ExternalSpec { secret_ref })) => {
             if secret_ref.name.is_empty() || secret_ref.key.is_empty() {
                 problems.push(format!(
@@ -153,109 +165,37 @@ fn dur(field: &str, value: &str, problems: &mut Vec<String>) -> Duration {
     }
 }
 
-/// The services take whole seconds: anything shorter than 1s would become 0.
-fn positive(field: &str, d: Duration, problems: &mut Vec<String>) {
-    if d < Duration::from_secs(1) {
-        problems.push(format!("spec.{field}: must be at least 1s"));
-    }
-}
-
-fn within(field: &str, d: Duration, min: Duration, max: Duration, problems: &mut Vec<String>) {
-    if d < min || d > max {
-        problems.push(format!("spec.{field}: must be between {min:?} and {max:?}"));
-    }
-}
-
-fn range(field: &str, v: i64, min: i64, max: i64, problems: &mut Vec<String>) {
-    if v < min || v > max {
+/// The argon2 cost must meet one of OWASP's minimums ([`limits`], auth-svc's own check).
+fn argon2_minimum(memory_kib: i32, iterations: i32, problems: &mut Vec<String>) {
+    let meets = u32::try_from(memory_kib)
+        .ok()
+        .zip(u32::try_from(iterations).ok())
+        .is_some_and(|(m, t)| limits::meets_argon2_minimum(m, t));
+    if !meets {
         problems.push(format!(
-            "spec.{field}: {v} is out of range (must be between {min} and {max})"
+            "spec.authService.argon2: memoryKib {memory_kib} with iterations {iterations} is below OWASP's minimum (one of: {})",
+            limits::argon2_minimums_text()
         ));
     }
 }
 
-/// Validates an AuthStack and resolves its defaults.
+/// Resolves an AuthStack's settings. The API server validates the spec against the CRD's
+/// schema and CEL rules (ranges, durations and their bounds, exactly one backing per data
+/// store, name length); what is left here is what the schema cannot express (a uid), what a
+/// spec stored before a rule existed may still violate (a backing, a duration), and the
+/// limits auth-svc itself enforces ([`limits`]: argon2 minimums, the refresh grace cap), so a
+/// stored spec below them never reaches a Deployment that would refuse to start.
 pub fn resolve(stack: &AuthStack, images: &Images) -> Result<Settings, InvalidSpec> {
     let mut p = Vec::new();
     let spec = &stack.spec;
     let names = Names::of(stack);
-    if names.instance.len() > MAX_NAME_LEN {
-        p.push(format!(
-            "metadata.name: must be at most {MAX_NAME_LEN} characters (names of the generated objects derive from it)"
-        ));
-    }
     let owner = owner_reference(stack);
     if owner.is_none() {
         p.push("metadata: the AuthStack has no uid yet".into());
     }
-
-    range(
-        "gateway.replicas",
-        spec.gateway.replicas.into(),
-        1,
-        100,
-        &mut p,
-    );
-    range(
-        "gateway.service.port",
-        spec.gateway.service.port.into(),
-        1,
-        65535,
-        &mut p,
-    );
-    range(
-        "gateway.maxBodyBytes",
-        spec.gateway.max_body_bytes,
-        1024,
-        16 << 20,
-        &mut p,
-    );
     let rpc_timeout = dur("gateway.rpcTimeout", &spec.gateway.rpc_timeout, &mut p);
-    within(
-        "gateway.rpcTimeout",
-        rpc_timeout,
-        Duration::from_millis(50),
-        Duration::from_secs(120),
-        &mut p,
-    );
-
     let auth = &spec.auth_service;
-    range("authService.replicas", auth.replicas.into(), 1, 100, &mut p);
-    range(
-        "authService.argon2.memoryKib",
-        auth.argon2.memory_kib.into(),
-        19_456,
-        1 << 20,
-        &mut p,
-    );
-    range(
-        "authService.argon2.iterations",
-        auth.argon2.iterations.into(),
-        1,
-        100,
-        &mut p,
-    );
-    range(
-        "authService.argon2.parallelism",
-        auth.argon2.parallelism.into(),
-        1,
-        16,
-        &mut p,
-    );
-    range(
-        "authService.lockout.maxFailures",
-        auth.lockout.max_failures.into(),
-        1,
-        1000,
-        &mut p,
-    );
-    range(
-        "authService.lockout.addressMaxFailures",
-        auth.lockout.address_max_failures.into(),
-        1,
-        100_000,
-        &mut p,
-    );
+    argon2_minimum(auth.argon2.memory_kib, auth.argon2.iterations, &mut p);
     let t = &auth.tokens;
     let access_ttl = dur(
         "authService.tokens.accessTokenTtl",
@@ -272,23 +212,11 @@ pub fn resolve(stack: &AuthStack, images: &Images) -> Result<Settings, InvalidSp
         &t.refresh_reuse_grace,
         &mut p,
     );
-    within(
-        "authService.tokens.accessTokenTtl",
-        access_ttl,
-        Duration::from_secs(10),
-        Duration::from_secs(24 * 3600),
-        &mut p,
-    );
-    if refresh_ttl < Duration::from_secs(60) {
-        p.push("spec.authService.tokens.refreshTokenTtl: must be at least 1m".into());
-    }
-    if refresh_ttl <= access_ttl {
-        p.push(
-            "spec.authService.tokens.refreshTokenTtl: must be longer than accessTokenTtl".into(),
-        );
-    }
-    if t.audience.is_empty() {
-        p.push("spec.authService.tokens.audience: must not be empty".into());
+    if reuse_grace > Duration::from_secs(limits::REFRESH_REUSE_GRACE_MAX_SECS) {
+        p.push(format!(
+            "spec.authService.tokens.refreshReuseGrace: must be at most {}s",
+            limits::REFRESH_REUSE_GRACE_MAX_SECS
+        ));
     }
     let lockout_window = dur("authService.lockout.window", &auth.lockout.window, &mut p);
     let lockout_duration = dur(
@@ -296,20 +224,21 @@ pub fn resolve(stack: &AuthStack, images: &Images) -> Result<Settings, InvalidSp
         &auth.lockout.duration,
         &mut p,
     );
-    positive("authService.lockout.window", lockout_window, &mut p);
-    positive("authService.lockout.duration", lockout_duration, &mut p);
-
-    let postgres = backing("postgres", spec.postgres.backing(), &mut p);
-    let rabbitmq = backing("rabbitmq", spec.rabbitmq.backing(), &mut p);
+    let postgres = backing(
+        "postgres",
+        spec.postgres.backing(),
+        &images.postgres,
+        &mut p,
+    );
+    let rabbitmq = backing(
+        "rabbitmq",
+        spec.rabbitmq.backing(),
+        &images.rabbitmq,
+        &mut p,
+    );
     let k = &spec.keys;
     let interval = dur("keys.rotationInterval", &k.rotation_interval, &mut p);
     let propagation_delay = dur("keys.propagationDelay", &k.propagation_delay, &mut p);
-    if !interval.is_zero() && interval <= propagation_delay {
-        p.push("spec.keys.rotationInterval: must be longer than propagationDelay (or 0s)".into());
-    }
-    if k.rotation_counter < 0 {
-        p.push("spec.keys.rotationCounter: must not be negative".into());
-    }
 
     if !p.is_empty() {
         return Err(InvalidSpec(p));
@@ -348,12 +277,13 @@ pub fn resolve(stack: &AuthStack, images: &Images) -> Result<Settings, InvalidSp
         postgres,
         rabbitmq,
         keys: KeySettings {
-            algorithm: k.algorithm.into(),
+            algorithm: k.algorithm,
             rotation_interval: (!interval.is_zero()).then_some(interval),
             propagation_delay,
             rotation_counter: u64::try_from(k.rotation_counter).unwrap_or(0),
             revoked_kids: k.revoked_kids.clone(),
         },
+        metrics_from: spec.network_policy.metrics_from.clone(),
         names,
     })
 }
@@ -395,70 +325,107 @@ mod tests {
     }
 
     #[test]
-    fn invalid_specs_name_every_problem() {
+    fn managed_images_come_from_the_spec_else_the_operators_defaults() {
+        let managed_image = |b: &BackingService| match b {
+            BackingService::Managed(m) => m.image.clone(),
+            other => panic!("{other:?}"),
+        };
+        let defaults = resolve(&stack("demo", "ns"), &Images::default()).unwrap();
+        assert_eq!(
+            managed_image(&defaults.postgres).as_deref(),
+            Some(POSTGRES_IMAGE)
+        );
+        assert_eq!(
+            managed_image(&defaults.rabbitmq).as_deref(),
+            Some(RABBITMQ_IMAGE)
+        );
+
+        let local = Images {
+            postgres: "ghcr.io/authstack/postgres:17".into(),
+            rabbitmq: "ghcr.io/authstack/rabbitmq:4.0".into(),
+            ..Images::default()
+        };
         let mut st = stack("demo", "ns");
-        st.spec.gateway.replicas = 0;
-        st.spec.auth_service.tokens.access_token_ttl = "15 minutes".into();
+        st.spec.rabbitmq.managed.as_mut().unwrap().image = Some("example/mq:1".into());
+        let s = resolve(&st, &local).unwrap();
+        assert_eq!(
+            managed_image(&s.postgres).as_deref(),
+            Some("ghcr.io/authstack/postgres:17")
+        );
+        assert_eq!(managed_image(&s.rabbitmq).as_deref(), Some("example/mq:1"));
+    }
+
+    #[test]
+    fn what_the_schema_cannot_check_is_reported() {
+        let mut st = stack("demo", "ns");
         st.spec.postgres = PostgresSpec {
             managed: Some(Default::default()),
             external: Some(ExternalSpec::default()),
         };
-        st.spec.keys.propagation_delay = "1000h".into();
-        let err = resolve(&st, &Images::default()).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("spec.gateway.replicas: 0 is out of range"),
-            "{text}"
-        );
-        assert!(
-            text.contains("spec.authService.tokens.accessTokenTtl"),
-            "{text}"
-        );
-        assert!(
-            text.contains("spec.postgres: exactly one of managed or external"),
-            "{text}"
-        );
-        assert!(text.contains("spec.keys.rotationInterval"), "{text}");
+        st.spec.auth_service.tokens.access_token_ttl = "15 minutes".into();
+        st.metadata.uid = None;
+        let text = resolve(&st, &Images::default()).unwrap_err().to_string();
+        for problem in [
+            "spec.postgres: exactly one of managed or external",
+            "spec.authService.tokens.accessTokenTtl: invalid duration",
+            "metadata: the AuthStack has no uid yet",
+        ] {
+            assert!(text.contains(problem), "{text}");
+        }
     }
 
     #[test]
-    fn durations_fit_what_the_services_accept() {
-        let bad = |edit: fn(&mut crate::crd::AuthStack), field: &str| {
-            let mut st = stack("demo", "ns");
-            edit(&mut st);
-            let err = resolve(&st, &Images::default()).unwrap_err().to_string();
-            assert!(err.contains(field), "{err}");
-        };
-        bad(
-            |st| st.spec.auth_service.tokens.access_token_ttl = "5s".into(),
-            "accessTokenTtl",
-        );
-        bad(
-            |st| st.spec.auth_service.tokens.access_token_ttl = "25h".into(),
-            "accessTokenTtl",
-        );
-        bad(
-            |st| st.spec.gateway.rpc_timeout = "10ms".into(),
-            "rpcTimeout",
-        );
-        bad(|st| st.spec.gateway.rpc_timeout = "5m".into(), "rpcTimeout");
-        bad(
-            |st| st.spec.auth_service.lockout.window = "500ms".into(),
-            "lockout.window",
-        );
+    fn durations_resolve_to_what_the_services_take() {
         let mut ok = stack("demo", "ns");
         ok.spec.gateway.rpc_timeout = "250ms".into();
         ok.spec.auth_service.tokens.refresh_reuse_grace = "0s".into();
-        assert_eq!(
-            resolve(&ok, &Images::default()).unwrap().rpc_timeout,
-            Duration::from_millis(250)
-        );
+        let s = resolve(&ok, &Images::default()).unwrap();
+        assert_eq!(s.rpc_timeout, Duration::from_millis(250));
+        assert_eq!(s.tokens.reuse_grace, Duration::ZERO);
+    }
+
+    /// OWASP's argon2id minimums are combinations: less memory needs more passes.
+    #[test]
+    fn argon2_costs_below_owasp_minimums_are_rejected() {
+        let cases = [
+            (47_104, 1, true),
+            (19_456, 2, true),
+            (12_288, 3, true),
+            (9_216, 4, true),
+            (7_168, 5, true),
+            (1_048_576, 1, true),
+            (19_456, 1, false),
+            (47_103, 1, false),
+            (12_288, 2, false),
+            (7_168, 4, false),
+            (4_096, 100, false),
+        ];
+        for (memory, iterations, accepted) in cases {
+            let mut st = stack("demo", "ns");
+            st.spec.auth_service.argon2.memory_kib = memory;
+            st.spec.auth_service.argon2.iterations = iterations;
+            let result = resolve(&st, &Images::default());
+            assert_eq!(
+                result.is_ok(),
+                accepted,
+                "m={memory} t={iterations}: {result:?}"
+            );
+            if let Err(e) = result {
+                assert!(e.to_string().contains("spec.authService.argon2"), "{e}");
+            }
+        }
     }
 
     #[test]
-    fn long_names_are_rejected() {
-        let st = stack(&"x".repeat(41), "ns");
-        let err = resolve(&st, &Images::default()).unwrap_err();
-        assert!(err.to_string().contains("metadata.name"), "{err}");
+    fn refresh_reuse_grace_is_at_most_ten_seconds() {
+        for (grace, accepted) in [("0s", true), ("10s", true), ("10.5s", false), ("1m", false)] {
+            let mut st = stack("demo", "ns");
+            st.spec.auth_service.tokens.refresh_reuse_grace = grace.into();
+            let result = resolve(&st, &Images::default());
+            assert_eq!(result.is_ok(), accepted, "{grace}: {result:?}");
+            if let Err(e) = result {
+                assert!(e.to_string().contains("refreshReuseGrace"), "{e}");
+            }
+        }
     }
 }

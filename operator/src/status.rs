@@ -1,10 +1,12 @@
-//! Component readiness and the standard conditions (`Ready`, `Progressing`, `Degraded`),
-//! computed from the owned workloads' real status. Pure.
+//! The AuthStack status, built in one place ([`build`]): component readiness from the owned
+//! workloads' real status, and the standard conditions (`Ready`, `Progressing`, `Degraded`).
+//! Pure.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{ComponentStatus, ComponentsStatus};
+use crate::crd::{AuthStack, AuthStackStatus, ComponentStatus, ComponentsStatus, KeysStatus};
 
 /// Condition type: every component is ready.
 pub const READY: &str = "Ready";
@@ -207,6 +209,57 @@ pub fn conditions(
         .collect()
 }
 
+/// What a reconcile observed of the stack.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    /// Readiness of each component.
+    pub components: ComponentsStatus,
+    /// Where clients reach the gateway.
+    pub gateway_endpoint: String,
+    /// The key ring summary.
+    pub keys: KeysStatus,
+}
+
+/// Now, in whole seconds (what `Time` serializes, so a status read back compares equal to the
+/// one computed and is not rewritten).
+pub fn now() -> Time {
+    Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+/// The status of `stack`: `observed` replaces the reported components, endpoint and keys (when
+/// `None` — the spec is invalid or the reconcile failed — the previous ones are kept); the
+/// conditions follow from them and from `degraded`; `observedGeneration` is the stack's.
+pub fn build(
+    stack: &AuthStack,
+    observed: Option<Observed>,
+    degraded: Option<&Degradation>,
+    now: &Time,
+) -> AuthStackStatus {
+    let previous = stack.status.clone().unwrap_or_default();
+    let (components, gateway_endpoint, keys) = match observed {
+        Some(o) => (Some(o.components), Some(o.gateway_endpoint), Some(o.keys)),
+        None => (
+            previous.components,
+            previous.gateway_endpoint,
+            previous.keys,
+        ),
+    };
+    let generation = stack.metadata.generation;
+    AuthStackStatus {
+        observed_generation: generation,
+        conditions: conditions(
+            &previous.conditions,
+            components.as_ref(),
+            degraded,
+            generation,
+            now,
+        ),
+        components,
+        gateway_endpoint,
+        keys,
+    }
+}
+
 /// The status of a condition type, if present.
 pub fn condition_status<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str> {
     conditions
@@ -338,6 +391,44 @@ mod tests {
         assert_eq!(ready.last_transition_time, at(300));
         let degraded = third.iter().find(|c| c.type_ == DEGRADED).unwrap();
         assert_eq!(degraded.last_transition_time, at(100));
+    }
+
+    #[test]
+    fn build_keeps_what_it_did_not_observe() {
+        let mut stack = crate::builders::test_support::stack("demo", "ns");
+        let observed = Observed {
+            components: ready_components(),
+            gateway_endpoint: "http://gw".into(),
+            keys: KeysStatus {
+                active_kid: Some("k1".into()),
+                ..KeysStatus::default()
+            },
+        };
+        let first = build(&stack, Some(observed), None, &at(100));
+        assert_eq!(first.observed_generation, Some(1));
+        assert_eq!(condition_status(&first.conditions, READY), Some("True"));
+        stack.status = Some(first.clone());
+        stack.metadata.generation = Some(2);
+        let d = Degradation {
+            reason: "InvalidSpec".into(),
+            message: "bad".into(),
+        };
+        let failed = build(&stack, None, Some(&d), &at(200));
+        assert_eq!(failed.observed_generation, Some(2));
+        assert_eq!(failed.components, first.components);
+        assert_eq!(failed.keys, first.keys);
+        assert_eq!(failed.gateway_endpoint.as_deref(), Some("http://gw"));
+        assert_eq!(condition_status(&failed.conditions, DEGRADED), Some("True"));
+        assert_eq!(condition_status(&failed.conditions, READY), Some("False"));
+        // Never reconciled and invalid: no components, Ready unknown.
+        let fresh = build(
+            &crate::builders::test_support::stack("x", "ns"),
+            None,
+            Some(&d),
+            &at(1),
+        );
+        assert!(fresh.components.is_none());
+        assert_eq!(condition_status(&fresh.conditions, READY), Some("False"));
     }
 
     #[test]

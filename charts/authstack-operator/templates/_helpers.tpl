@@ -79,11 +79,68 @@ Name of the leader-election Lease.
 {{- end }}
 
 {{/*
+Namespaces whose AuthStacks the operator reconciles, comma-separated (its --namespace flag):
+watchNamespaces, else the release namespace; empty with clusterWide (every namespace).
+*/}}
+{{- define "authstack-operator.watchNamespaces" -}}
+{{- if not .Values.clusterWide }}
+{{- .Values.watchNamespaces | default (list .Release.Namespace) | uniq | join "," }}
+{{- end }}
+{{- end }}
+
+{{/*
+The operator's permissions on AuthStacks and on the objects it creates: a Role in each
+watched namespace, or a ClusterRole with clusterWide.
+*/}}
+{{- define "authstack-operator.rules" -}}
+# The controller watches AuthStacks and re-reads one before trusting a write.
+- apiGroups: ["authstack.io"]
+  resources: ["authstacks"]
+  verbs: ["get", "list", "watch"]
+# Status is written with server-side apply.
+- apiGroups: ["authstack.io"]
+  resources: ["authstacks/status"]
+  verbs: ["patch"]
+# Owner references with blockOwnerDeletion need this where the
+# OwnerReferencesPermissionEnforcement admission plugin is on (e.g. OpenShift).
+- apiGroups: ["authstack.io"]
+  resources: ["authstacks/finalizers"]
+  verbs: ["update"]
+# Generated credentials (server-side apply), the signing-key Secret (create, then update
+# conditional on resourceVersion), owned Secrets (watched), users' external URL Secrets (get).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# Owned and watched (every kind the operator creates): server-side apply (create on first
+# apply), deletion when obsolete.
+- apiGroups: [""]
+  resources: ["services", "configmaps", "serviceaccounts"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Kubernetes Events about AuthStacks (kube-runtime's Recorder: events.k8s.io/v1, created,
+# then patched when repeated).
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
 Checks of combinations the schema cannot express.
 */}}
 {{- define "authstack-operator.validate" -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled=true: without the Lease every replica would reconcile the same AuthStacks" }}
+{{- end }}
+{{- if and .Values.clusterWide .Values.watchNamespaces }}
+{{- fail "clusterWide=true watches every namespace: leave watchNamespaces empty" }}
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled=true (the ServiceMonitor selects the metrics Service)" }}

@@ -2,6 +2,10 @@
 //!
 //! Credentials are generated once: every reconcile first reads the existing Secret and reuses
 //! each value it finds; only missing values are generated.
+//!
+//! RabbitMQ has an administrator (for people; mounted only in the broker's pod) and one
+//! least-privilege user per component (`authstack_protocol::broker`): auth-svc and the gateway
+//! each get a Secret of their own with only their URL.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +13,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
+
+use authstack_protocol::broker::{Component as BrokerComponent, acl};
 
 use super::meta::{Component, object_meta, short_hash};
 use crate::settings::Settings;
@@ -22,7 +28,7 @@ pub const RABBITMQ_USER: &str = "authstack";
 /// Length of generated passwords (alphanumeric: ~190 bits).
 const PASSWORD_LEN: usize = 32;
 
-fn random(len: usize) -> String {
+pub(crate) fn random(len: usize) -> String {
     rand::thread_rng()
         .sample_iter(&Alphanumeric)
         .take(len)
@@ -95,12 +101,21 @@ impl PostgresCredentials {
 /// RabbitMQ credentials.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RabbitmqCredentials {
-    /// User name.
+    /// Administrator user name.
     pub username: String,
-    /// Password.
+    /// Administrator password.
     pub password: String,
     /// Erlang distribution cookie.
     pub erlang_cookie: String,
+    /// Password of auth-svc's broker user.
+    pub auth_svc_password: String,
+    /// Password of the gateway's broker user.
+    pub gateway_password: String,
+}
+
+/// Key of a component's password in the broker's Secret.
+fn password_key(c: BrokerComponent) -> String {
+    format!("{}-password", c.as_str())
 }
 
 impl std::fmt::Debug for RabbitmqCredentials {
@@ -119,20 +134,42 @@ impl RabbitmqCredentials {
             password: secret_value(existing, "password").unwrap_or_else(|| random(PASSWORD_LEN)),
             erlang_cookie: secret_value(existing, "erlang-cookie")
                 .unwrap_or_else(|| random(PASSWORD_LEN).to_uppercase()),
+            auth_svc_password: secret_value(existing, &password_key(BrokerComponent::AuthSvc))
+                .unwrap_or_else(|| random(PASSWORD_LEN)),
+            gateway_password: secret_value(existing, &password_key(BrokerComponent::Gateway))
+                .unwrap_or_else(|| random(PASSWORD_LEN)),
         }
     }
 
-    /// `amqp://user:password@host:5672/%2F` (the default vhost).
+    /// The password of a component's broker user.
+    pub fn component_password(&self, c: BrokerComponent) -> &str {
+        match c {
+            BrokerComponent::AuthSvc => &self.auth_svc_password,
+            BrokerComponent::Gateway => &self.gateway_password,
+        }
+    }
+
+    /// `amqp://user:password@host:5672/%2F` of the administrator (the default vhost).
     pub fn url(&self, host: &str) -> String {
-        format!(
-            "amqp://{}:{}@{host}:5672/%2F",
-            encode(&self.username),
-            encode(&self.password)
-        )
+        amqp_url(&self.username, &self.password, host)
+    }
+
+    /// The URL of a component's own broker user.
+    pub fn component_url(&self, c: BrokerComponent, host: &str) -> String {
+        amqp_url(&acl().user(c).user, self.component_password(c), host)
     }
 }
 
-fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, ByteString> {
+fn amqp_url(user: &str, password: &str, host: &str) -> String {
+    format!(
+        "amqp://{}:{}@{host}:5672/{}",
+        encode(user),
+        encode(password),
+        encode(&acl().vhost)
+    )
+}
+
+pub(crate) fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, ByteString> {
     pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
@@ -156,10 +193,16 @@ pub fn postgres_secret(s: &Settings, creds: &PostgresCredentials) -> Secret {
     }
 }
 
-/// Secret `<name>-rabbitmq`: `username`, `password`, `url`, `erlang-cookie`.
+/// Secret `<name>-rabbitmq`, mounted only in the broker's pod: the administrator's `username`,
+/// `password` and `url`, the `erlang-cookie`, each component's `<component>-password`, and the
+/// broker's own configuration (`definitions.json`, `authstack.conf`; see
+/// [`super::rabbitmq::definitions`]).
 pub fn rabbitmq_secret(s: &Settings, creds: &RabbitmqCredentials) -> Secret {
     let name = s.names.rabbitmq();
     let url = creds.url(&s.names.service_host(&name));
+    let definitions = super::rabbitmq::definitions(creds).to_string();
+    let auth_key = password_key(BrokerComponent::AuthSvc);
+    let gateway_key = password_key(BrokerComponent::Gateway);
     Secret {
         metadata: object_meta(&s.names, name, Component::Rabbitmq, &s.owner),
         type_: Some("Opaque".into()),
@@ -168,6 +211,34 @@ pub fn rabbitmq_secret(s: &Settings, creds: &RabbitmqCredentials) -> Secret {
             ("password", &creds.password),
             ("url", &url),
             ("erlang-cookie", &creds.erlang_cookie),
+            (&auth_key, &creds.auth_svc_password),
+            (&gateway_key, &creds.gateway_password),
+            (super::rabbitmq::DEFINITIONS_KEY, &definitions),
+            (super::rabbitmq::CONFIG_KEY, super::rabbitmq::CONFIG),
+        ])),
+        ..Secret::default()
+    }
+}
+
+/// Secret `<name>-rabbitmq-<component>`: the component's own broker `username`, `password` and
+/// `url` (the only broker credentials its pods see).
+pub fn rabbitmq_user_secret(
+    s: &Settings,
+    creds: &RabbitmqCredentials,
+    c: BrokerComponent,
+) -> Secret {
+    let owner = match c {
+        BrokerComponent::AuthSvc => Component::AuthSvc,
+        BrokerComponent::Gateway => Component::Gateway,
+    };
+    let host = s.names.service_host(&s.names.rabbitmq());
+    Secret {
+        metadata: object_meta(&s.names, s.names.rabbitmq_user(c), owner, &s.owner),
+        type_: Some("Opaque".into()),
+        data: Some(data(&[
+            ("username", &acl().user(c).user),
+            ("password", creds.component_password(c)),
+            ("url", &creds.component_url(c, &host)),
         ])),
         ..Secret::default()
     }
@@ -245,7 +316,19 @@ mod tests {
         let secret = rabbitmq_secret(&s, &creds);
         assert_eq!(secret.metadata.name.as_deref(), Some("demo-rabbitmq"));
         let keys: Vec<_> = secret.data.as_ref().unwrap().keys().cloned().collect();
-        assert_eq!(keys, ["erlang-cookie", "password", "url", "username"]);
+        assert_eq!(
+            keys,
+            [
+                "auth-svc-password",
+                "authstack.conf",
+                "definitions.json",
+                "erlang-cookie",
+                "gateway-password",
+                "password",
+                "url",
+                "username"
+            ]
+        );
         assert_eq!(
             value(&secret, "url"),
             format!(
@@ -254,6 +337,43 @@ mod tests {
             )
         );
         assert_eq!(RabbitmqCredentials::reuse_or_generate(Some(&secret)), creds);
+        assert_eq!(
+            rabbitmq_secret(&s, &creds),
+            secret,
+            "stable across reconciles"
+        );
+    }
+
+    #[test]
+    fn each_component_gets_only_its_own_broker_user() {
+        let s = settings();
+        let creds = RabbitmqCredentials::reuse_or_generate(None);
+        assert_ne!(creds.auth_svc_password, creds.gateway_password);
+        for (c, name, user) in [
+            (
+                BrokerComponent::AuthSvc,
+                "demo-rabbitmq-auth-svc",
+                "authstack-auth-svc",
+            ),
+            (
+                BrokerComponent::Gateway,
+                "demo-rabbitmq-gateway",
+                "authstack-gateway",
+            ),
+        ] {
+            let secret = rabbitmq_user_secret(&s, &creds, c);
+            assert_eq!(secret.metadata.name.as_deref(), Some(name));
+            assert_eq!(value(&secret, "username"), user);
+            let url = value(&secret, "url");
+            assert_eq!(
+                url,
+                format!(
+                    "amqp://{user}:{}@demo-rabbitmq.ns.svc:5672/%2F",
+                    creds.component_password(c)
+                )
+            );
+            assert!(!url.contains(&creds.password), "no administrator password");
+        }
     }
 
     #[test]

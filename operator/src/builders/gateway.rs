@@ -7,26 +7,30 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use authstack_protocol::broker::Component as BrokerComponent;
+
 use super::auth_svc::{
-    EVENTS_EXCHANGE, RPC_QUEUE, UID, UrlFingerprints, config_hash, http_probe, rolling_update,
-    spread, tmp_volume, url_source,
+    UID, UrlFingerprints, broker_environment, config_hash, http_probe, rolling_update, spread,
+    tmp_volume,
 };
 use super::meta::{Component, object_meta, pod_selector, selector_labels};
-use super::{container_security, env, env_from_secret, pod_template, resources_or};
+use super::{container_security, env, pod_template, resources_or};
 use crate::crd::ServiceType;
 use crate::settings::Settings;
 
-/// The gateway's container port (HTTP API, WebSocket, health and metrics).
+/// The gateway's container port (HTTP API, WebSocket, health).
 pub const HTTP_PORT: i32 = 8080;
+/// The gateway's metrics port (its own listener, off the public port).
+pub const METRICS_PORT: i32 = 9090;
 
 /// The environment of the gateway (the service configuration contract).
 pub fn environment(s: &Settings) -> Vec<EnvVar> {
-    let (mq_secret, mq_key) = url_source(&s.rabbitmq, s.names.rabbitmq());
-    vec![
+    let mut env_vars = vec![
         env("GATEWAY_LISTEN", format!("0.0.0.0:{HTTP_PORT}")),
-        env_from_secret("AMQP_URL", &mq_secret, &mq_key),
-        env("AUTH_RPC_QUEUE", RPC_QUEUE),
-        env("AUTH_EVENTS_EXCHANGE", EVENTS_EXCHANGE),
+        env("GATEWAY_METRICS_LISTEN", format!("0.0.0.0:{METRICS_PORT}")),
+    ];
+    env_vars.extend(broker_environment(s, BrokerComponent::Gateway));
+    env_vars.extend([
         env("AUTH_ISSUER", s.tokens.issuer.clone()),
         env("AUTH_AUDIENCE", s.tokens.audience.clone()),
         env(
@@ -37,9 +41,17 @@ pub fn environment(s: &Settings) -> Vec<EnvVar> {
             "GATEWAY_MAX_BODY_BYTES",
             s.gateway.max_body_bytes.to_string(),
         ),
-        env("GATEWAY_TRUST_FORWARDED_FOR", "false"),
-        env("LOG_FORMAT", "json"),
-    ]
+        env(
+            "GATEWAY_TRUSTED_PROXIES",
+            s.gateway.trusted_proxies.join(","),
+        ),
+        env(
+            "GATEWAY_TRUSTED_PROXY_HOPS",
+            s.gateway.trusted_proxy_hops.to_string(),
+        ),
+        env(authstack_telemetry::LOG_FORMAT_ENV, "json"),
+    ]);
+    env_vars
 }
 
 /// Deployment `<name>-gateway`.
@@ -58,12 +70,20 @@ pub fn deployment(s: &Settings, urls: &UrlFingerprints) -> Deployment {
         name: "gateway".into(),
         image: Some(s.gateway_image.clone()),
         image_pull_policy: s.gateway.image_pull_policy.map(|p| p.as_str().to_owned()),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: HTTP_PORT,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: HTTP_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("metrics".into()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+        ]),
         env: Some(env),
         volume_mounts: Some(vec![tmp_mount]),
         liveness_probe: Some(http_probe("/healthz", HTTP_PORT, 10, 3)),
@@ -163,17 +183,21 @@ mod tests {
         let c = container(pod);
         assert_eq!(
             env_secret(c, "AMQP_URL"),
-            ("demo-rabbitmq".into(), "url".into())
+            ("demo-rabbitmq-gateway".into(), "url".into()),
+            "the gateway's own broker user, never the administrator"
         );
         for (k, v) in [
             ("GATEWAY_LISTEN", "0.0.0.0:8080"),
+            ("GATEWAY_METRICS_LISTEN", "0.0.0.0:9090"),
             ("AUTH_RPC_QUEUE", "auth.rpc"),
+            ("AUTH_RPC_EXCHANGE", "auth.requests"),
             ("AUTH_EVENTS_EXCHANGE", "auth.events"),
             ("AUTH_ISSUER", "http://demo-gateway.ns.svc"),
             ("AUTH_AUDIENCE", "authstack"),
             ("GATEWAY_RPC_TIMEOUT_MS", "5000"),
             ("GATEWAY_MAX_BODY_BYTES", "65536"),
-            ("GATEWAY_TRUST_FORWARDED_FOR", "false"),
+            ("GATEWAY_TRUSTED_PROXIES", ""),
+            ("GATEWAY_TRUSTED_PROXY_HOPS", "1"),
             ("LOG_FORMAT", "json"),
         ] {
             assert_eq!(env_value(c, k), v, "{k}");
@@ -211,6 +235,21 @@ mod tests {
             Some(true)
         );
         assert_eq!(c.image.as_deref().unwrap(), settings().gateway_image);
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_spec() {
+        let s = settings_with(|st| {
+            st.spec.gateway.trusted_proxies = vec!["10.0.0.0/8".into(), "192.0.2.7".into()];
+            st.spec.gateway.trusted_proxy_hops = 2;
+        });
+        let d = deployment(&s, &UrlFingerprints::default());
+        let c = container(d.spec.as_ref().unwrap().template.spec.as_ref().unwrap());
+        assert_eq!(
+            env_value(c, "GATEWAY_TRUSTED_PROXIES"),
+            "10.0.0.0/8,192.0.2.7"
+        );
+        assert_eq!(env_value(c, "GATEWAY_TRUSTED_PROXY_HOPS"), "2");
     }
 
     #[test]

@@ -80,6 +80,10 @@ impl Names {
     pub fn rabbitmq(&self) -> String {
         format!("{}-rabbitmq", self.instance)
     }
+    /// `<instance>-rabbitmq-<component>`: a component's own broker credentials.
+    pub fn rabbitmq_user(&self, c: authstack_protocol::broker::Component) -> String {
+        format!("{}-rabbitmq-{}", self.instance, c.as_str())
+    }
     /// `<instance>-auth-svc`.
     pub fn auth_svc(&self) -> String {
         format!("{}-auth-svc", self.instance)
@@ -87,6 +91,11 @@ impl Names {
     /// `<instance>-gateway`.
     pub fn gateway(&self) -> String {
         format!("{}-gateway", self.instance)
+    }
+    /// `<instance>-auth-svc-db` (auth-svc's own database role: the only database Secret it
+    /// sees).
+    pub fn auth_svc_database(&self) -> String {
+        format!("{}-auth-svc-db", self.instance)
     }
     /// `<instance>-signing-keys` (the private key ring Secret).
     pub fn signing_keys(&self) -> String {

@@ -2,13 +2,17 @@
 //!
 //! - [`meta`]: names, labels, owner references, hashes.
 //! - [`credentials`]: the generated PostgreSQL / RabbitMQ credentials and their Secrets.
+//! - [`database_role`]: auth-svc's least-privilege PostgreSQL role and its Secret.
 //! - [`postgres`], [`rabbitmq`]: the managed StatefulSets and Services.
 //! - [`auth_svc`], [`gateway`]: the service Deployments (and the gateway Service).
 //! - [`policy`]: ServiceAccounts, PodDisruptionBudgets and NetworkPolicies.
 //! - [`stack`]: the whole desired state of one AuthStack, and what must not exist.
 
 pub mod auth_svc;
+#[cfg(test)]
+mod contract;
 pub mod credentials;
+pub mod database_role;
 pub mod gateway;
 pub mod meta;
 pub mod policy;
@@ -85,6 +89,10 @@ pub(crate) fn pod_security(uid: i64) -> PodSecurityContext {
         run_as_user: Some(uid),
         run_as_group: Some(uid),
         fs_group: Some(uid),
+        // The kubelet re-applies fsGroup (chown and g+rw on every file) on each mount unless
+        // the volume's root already matches: a restarted RabbitMQ would find its 0400 Erlang
+        // cookie group-readable and refuse to start.
+        fs_group_change_policy: Some("OnRootMismatch".into()),
         seccomp_profile: Some(SeccompProfile {
             type_: "RuntimeDefault".into(),
             localhost_profile: None,
@@ -137,8 +145,14 @@ pub(crate) fn resources_or(
 
 #[cfg(test)]
 pub(crate) mod test_support {
+    use authstack_keyring::KeyRing;
     use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
     use kube::api::ObjectMeta;
+
+    use crate::builders::auth_svc::UrlFingerprints;
+    use crate::builders::credentials::{PostgresCredentials, RabbitmqCredentials};
+    use crate::builders::database_role::AuthSvcDatabaseCredentials;
+    use crate::builders::stack::Inputs;
 
     use crate::crd::{AuthStack, AuthStackSpec};
     use crate::settings::{Images, Settings, resolve};
@@ -166,6 +180,41 @@ pub(crate) mod test_support {
         let mut s = stack("demo", "ns");
         edit(&mut s);
         resolve(&s, &Images::default()).unwrap()
+    }
+
+    /// Freshly generated credentials of a fully managed stack, with a key ring.
+    pub struct Generated {
+        /// PostgreSQL superuser.
+        pub postgres: PostgresCredentials,
+        /// auth-svc's database role.
+        pub auth_svc_database: AuthSvcDatabaseCredentials,
+        /// RabbitMQ.
+        pub rabbitmq: RabbitmqCredentials,
+        /// The key ring.
+        pub ring: KeyRing,
+    }
+
+    impl Generated {
+        /// New credentials around `ring`.
+        pub fn new(ring: KeyRing) -> Self {
+            Generated {
+                postgres: PostgresCredentials::reuse_or_generate(None),
+                auth_svc_database: AuthSvcDatabaseCredentials::reuse_or_generate(None),
+                rabbitmq: RabbitmqCredentials::reuse_or_generate(None),
+                ring,
+            }
+        }
+
+        /// The builders' inputs for a fully managed stack.
+        pub fn inputs(&self) -> Inputs<'_> {
+            Inputs {
+                postgres: Some(&self.postgres),
+                auth_svc_database: Some(&self.auth_svc_database),
+                rabbitmq: Some(&self.rabbitmq),
+                ring: &self.ring,
+                urls: UrlFingerprints::default(),
+            }
+        }
     }
 
     /// The only container of a pod spec.

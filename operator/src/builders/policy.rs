@@ -1,9 +1,10 @@
 //! ServiceAccounts, PodDisruptionBudgets and NetworkPolicies.
 //!
-//! Network policy (ingress only; egress is not restricted):
-//! - gateway: TCP 8080 from anywhere (it is the entry point);
-//! - auth-svc: TCP 8081 (health and metrics, for Prometheus) from anywhere, nothing else: it
-//!   takes no RPC ingress, it consumes from RabbitMQ (kubelet probes bypass policies anyway);
+//! Network policy (ingress only; egress is not restricted), each port open to what needs it:
+//! - gateway: TCP 8080 (the API) from anywhere (it is the entry point); TCP 9090 (metrics)
+//!   from `spec.networkPolicy.metricsFrom` only;
+//! - auth-svc: TCP 8081 (health and metrics) from `metricsFrom` only: it takes no RPC ingress,
+//!   it consumes from RabbitMQ (kubelet probes come from the node, which policies always admit);
 //! - PostgreSQL: TCP 5432 from auth-svc pods of the same stack only;
 //! - RabbitMQ: TCP 5672 from auth-svc and gateway pods of the same stack only.
 
@@ -53,24 +54,39 @@ fn tcp(port: i32) -> NetworkPolicyPort {
     }
 }
 
-fn policy(s: &Settings, c: Component, port: i32, from: &[Component]) -> NetworkPolicy {
-    let from = (!from.is_empty()).then(|| {
-        from.iter()
-            .map(|peer| NetworkPolicyPeer {
-                pod_selector: Some(pod_selector(&s.names, *peer)),
-                ..NetworkPolicyPeer::default()
-            })
-            .collect()
-    });
+/// Pods of the same stack's components.
+fn pods_of(s: &Settings, components: &[Component]) -> Vec<NetworkPolicyPeer> {
+    components
+        .iter()
+        .map(|peer| NetworkPolicyPeer {
+            pod_selector: Some(pod_selector(&s.names, *peer)),
+            ..NetworkPolicyPeer::default()
+        })
+        .collect()
+}
+
+/// A rule admitting `from` (`None`: anywhere) to `port`.
+fn rule(port: i32, from: Option<Vec<NetworkPolicyPeer>>) -> NetworkPolicyIngressRule {
+    NetworkPolicyIngressRule {
+        from,
+        ports: Some(vec![tcp(port)]),
+    }
+}
+
+/// The metrics rule, when someone may scrape (an empty `from` would mean anywhere).
+fn metrics_rule(s: &Settings, port: i32) -> Option<NetworkPolicyIngressRule> {
+    (!s.metrics_from.is_empty()).then(|| rule(port, Some(s.metrics_from.clone())))
+}
+
+fn policy(s: &Settings, c: Component, ingress: Vec<NetworkPolicyIngressRule>) -> NetworkPolicy {
     NetworkPolicy {
         metadata: object_meta(&s.names, s.names.of_component(c), c, &s.owner),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(pod_selector(&s.names, c)),
             policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from,
-                ports: Some(vec![tcp(port)]),
-            }]),
+            // No rule at all (auth-svc without metricsFrom) admits nothing. Left out rather
+            // than `[]`, which the API server drops, so the stored object matches the desired.
+            ingress: (!ingress.is_empty()).then_some(ingress),
             egress: None,
         }),
     }
@@ -78,18 +94,22 @@ fn policy(s: &Settings, c: Component, port: i32, from: &[Component]) -> NetworkP
 
 /// NetworkPolicy of a component (see the module documentation).
 pub fn network_policy(s: &Settings, c: Component) -> Option<NetworkPolicy> {
-    match c {
-        Component::Gateway => Some(policy(s, c, gateway::HTTP_PORT, &[])),
-        Component::AuthSvc => Some(policy(s, c, auth_svc::HTTP_PORT, &[])),
-        Component::Postgres => Some(policy(s, c, postgres::PORT, &[Component::AuthSvc])),
-        Component::Rabbitmq => Some(policy(
-            s,
-            c,
+    let ingress = match c {
+        Component::Gateway => std::iter::once(rule(gateway::HTTP_PORT, None))
+            .chain(metrics_rule(s, gateway::METRICS_PORT))
+            .collect(),
+        Component::AuthSvc => metrics_rule(s, auth_svc::HTTP_PORT).into_iter().collect(),
+        Component::Postgres => vec![rule(
+            postgres::PORT,
+            Some(pods_of(s, &[Component::AuthSvc])),
+        )],
+        Component::Rabbitmq => vec![rule(
             rabbitmq::PORT,
-            &[Component::AuthSvc, Component::Gateway],
-        )),
-        Component::Keys => None,
-    }
+            Some(pods_of(s, &[Component::AuthSvc, Component::Gateway])),
+        )],
+        Component::Keys => return None,
+    };
+    Some(policy(s, c, ingress))
 }
 
 #[cfg(test)]
@@ -164,14 +184,64 @@ mod tests {
         assert!(from.namespace_selector.is_none());
     }
 
+    fn rules(np: &NetworkPolicy) -> &[NetworkPolicyIngressRule] {
+        np.spec
+            .as_ref()
+            .unwrap()
+            .ingress
+            .as_deref()
+            .unwrap_or_default()
+    }
+
     #[test]
-    fn services_accept_their_port_from_anywhere() {
+    fn the_api_is_open_and_metrics_are_closed_by_default() {
         let s = settings();
         let gw = network_policy(&s, Component::Gateway).unwrap();
+        assert_eq!(rules(&gw).len(), 1, "only the API port");
         assert!(peers(&gw).is_empty());
         assert_eq!(port(&gw), IntOrString::Int(8080));
+        // auth-svc: no ingress at all (kubelet probes come from the node).
         let auth = network_policy(&s, Component::AuthSvc).unwrap();
-        assert_eq!(port(&auth), IntOrString::Int(8081));
+        assert!(rules(&auth).is_empty());
+        let json = serde_json::to_value(&auth).unwrap();
+        // Policy type Ingress without rules denies all ingress; an empty list would be dropped
+        // by the API server and look like drift on every reconcile.
+        assert_eq!(json["spec"]["policyTypes"], serde_json::json!(["Ingress"]));
+        assert!(json["spec"].get("ingress").is_none(), "{json}");
+    }
+
+    #[test]
+    fn metrics_ports_admit_only_the_configured_scrapers() {
+        let s = crate::builders::test_support::settings_with(|st| {
+            st.spec.network_policy.metrics_from = vec![NetworkPolicyPeer {
+                namespace_selector: Some(
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                        match_labels: Some(
+                            [(
+                                "kubernetes.io/metadata.name".to_owned(),
+                                "monitoring".to_owned(),
+                            )]
+                            .into(),
+                        ),
+                        ..Default::default()
+                    },
+                ),
+                ..NetworkPolicyPeer::default()
+            }];
+        });
+        for (c, metrics_port) in [(Component::Gateway, 9090), (Component::AuthSvc, 8081)] {
+            let np = network_policy(&s, c).unwrap();
+            let metrics = rules(&np)
+                .iter()
+                .find(|r| r.ports.as_ref().unwrap()[0].port == Some(IntOrString::Int(metrics_port)))
+                .unwrap();
+            let from = metrics.from.as_ref().unwrap();
+            assert_eq!(from.len(), 1);
+            assert!(from[0].namespace_selector.is_some());
+        }
+        // The gateway's API port stays open to all.
+        let gw = network_policy(&s, Component::Gateway).unwrap();
+        assert!(rules(&gw)[0].from.is_none());
     }
 
     #[test]

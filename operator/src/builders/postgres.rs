@@ -15,9 +15,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::meta::{Component, object_meta, pod_selector, selector_labels};
-use super::{container_security, env, env_from_secret, pod_template, resources_or};
+use super::{container_security, database_role, env, env_from_secret, pod_template, resources_or};
 use crate::crd::ManagedSpec;
-use crate::settings::{POSTGRES_IMAGE, Settings};
+use crate::settings::Settings;
 
 /// PostgreSQL's port.
 pub const PORT: i32 = 5432;
@@ -81,19 +81,26 @@ pub fn stateful_set(s: &Settings, m: &ManagedSpec, config_hash: &str) -> Statefu
     let secret = names.postgres();
     let container = Container {
         name: "postgres".into(),
-        image: Some(m.image.clone().unwrap_or_else(|| POSTGRES_IMAGE.into())),
+        // Filled in by `settings::resolve` (the spec's, else the operator's default).
+        image: m.image.clone(),
         ports: Some(vec![ContainerPort {
             name: Some("postgres".into()),
             container_port: PORT,
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         }]),
-        env: Some(vec![
-            env_from_secret("POSTGRES_USER", &secret, "username"),
-            env_from_secret("POSTGRES_PASSWORD", &secret, "password"),
-            env_from_secret("POSTGRES_DB", &secret, "database"),
-            env("PGDATA", format!("{DATA_DIR}/pgdata")),
-        ]),
+        env: Some(
+            [
+                env_from_secret("POSTGRES_USER", &secret, "username"),
+                env_from_secret("POSTGRES_PASSWORD", &secret, "password"),
+                env_from_secret("POSTGRES_DB", &secret, "database"),
+                env("PGDATA", format!("{DATA_DIR}/pgdata")),
+            ]
+            .into_iter()
+            .chain(database_role::container_env(s))
+            .collect(),
+        ),
+        lifecycle: Some(database_role::lifecycle()),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: "data".into(),
@@ -221,6 +228,12 @@ mod tests {
             ("demo-postgres".into(), "database".into())
         );
         assert_eq!(env_value(c, "PGDATA"), "/var/lib/postgresql/data/pgdata");
+        assert_eq!(
+            env_secret(c, "AUTH_SVC_DB_PASSWORD"),
+            ("demo-auth-svc-db".into(), "password".into())
+        );
+        let hook = c.lifecycle.as_ref().unwrap().post_start.as_ref().unwrap();
+        assert!(hook.exec.as_ref().unwrap().command.as_ref().unwrap()[2].contains("CREATE ROLE"));
         let mounts = c.volume_mounts.as_ref().unwrap();
         assert!(
             mounts

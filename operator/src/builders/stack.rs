@@ -9,8 +9,11 @@ use kube::core::ApiResource;
 use serde::Serialize;
 use serde_json::Value;
 
+use authstack_protocol::broker::Component as BrokerComponent;
+
 use super::auth_svc::UrlFingerprints;
 use super::credentials::{PostgresCredentials, RabbitmqCredentials};
+use super::database_role::{self, AuthSvcDatabaseCredentials};
 use super::meta::{Component, short_hash};
 use super::{auth_svc, credentials, gateway, policy, postgres, rabbitmq};
 use crate::keys;
@@ -82,6 +85,8 @@ impl Obsolete {
 pub struct Inputs<'a> {
     /// Managed PostgreSQL credentials (`None` when external).
     pub postgres: Option<&'a PostgresCredentials>,
+    /// auth-svc's role in the managed PostgreSQL (`None` when external).
+    pub auth_svc_database: Option<&'a AuthSvcDatabaseCredentials>,
     /// Managed RabbitMQ credentials (`None` when external).
     pub rabbitmq: Option<&'a RabbitmqCredentials>,
     /// The key ring (for the public JWKS).
@@ -99,14 +104,22 @@ pub fn desired(s: &Settings, inputs: &Inputs<'_>) -> Result<Vec<Desired>, serde_
     }
     out.push(Desired::of(&keys::jwks_config_map(s, inputs.ring))?);
 
-    if let (BackingService::Managed(m), Some(creds)) = (&s.postgres, inputs.postgres) {
+    if let (BackingService::Managed(m), Some(creds), Some(role)) =
+        (&s.postgres, inputs.postgres, inputs.auth_svc_database)
+    {
         out.push(Desired::of(&policy::service_account(
             s,
             Component::Postgres,
         ))?);
         out.push(Desired::of(&credentials::postgres_secret(s, creds))?);
+        out.push(Desired::of(&database_role::secret(s, role, creds))?);
         out.push(Desired::of(&postgres::service(s))?);
-        let hash = short_hash(&[credentials::fingerprint_managed(&creds.password).as_bytes()]);
+        // The role's password is in the hash: a new one restarts PostgreSQL, whose start-up
+        // hook then sets it.
+        let hash = short_hash(&[
+            credentials::fingerprint_managed(&creds.password).as_bytes(),
+            credentials::fingerprint_managed(&role.password).as_bytes(),
+        ]);
         out.push(Desired::of(&postgres::stateful_set(s, m, &hash))?);
         if let Some(np) = policy::network_policy(s, Component::Postgres) {
             out.push(Desired::of(&np)?);
@@ -118,6 +131,11 @@ pub fn desired(s: &Settings, inputs: &Inputs<'_>) -> Result<Vec<Desired>, serde_
             Component::Rabbitmq,
         ))?);
         out.push(Desired::of(&credentials::rabbitmq_secret(s, creds))?);
+        for c in BrokerComponent::ALL {
+            out.push(Desired::of(&credentials::rabbitmq_user_secret(
+                s, creds, c,
+            ))?);
+        }
         out.push(Desired::of(&rabbitmq::service(s))?);
         let hash = short_hash(&[
             credentials::fingerprint_managed(&creds.password).as_bytes(),
@@ -154,11 +172,19 @@ pub fn obsolete(s: &Settings) -> Vec<Obsolete> {
         (&s.rabbitmq, s.names.rabbitmq()),
     ] {
         if !backing.is_managed() {
+            if name == s.names.postgres() {
+                out.push(Obsolete::of::<Secret>(s.names.auth_svc_database()));
+            }
             out.push(Obsolete::of::<StatefulSet>(name.clone()));
             out.push(Obsolete::of::<Service>(name.clone()));
             out.push(Obsolete::of::<Secret>(name.clone()));
             out.push(Obsolete::of::<ServiceAccount>(name.clone()));
             out.push(Obsolete::of::<NetworkPolicy>(name));
+        }
+    }
+    if !s.rabbitmq.is_managed() {
+        for c in BrokerComponent::ALL {
+            out.push(Obsolete::of::<Secret>(s.names.rabbitmq_user(c)));
         }
     }
     for (name, replicas) in [
@@ -177,7 +203,7 @@ mod tests {
     use authstack_keyring::material::generate;
 
     use super::*;
-    use crate::builders::test_support::{settings, settings_with};
+    use crate::builders::test_support::{Generated, settings, settings_with};
     use crate::crd::{ExternalSpec, PostgresSpec, SecretKeyRef};
 
     fn ring() -> authstack_keyring::KeyRing {
@@ -196,16 +222,7 @@ mod tests {
     #[test]
     fn default_stack_has_every_object() {
         let s = settings();
-        let pg = PostgresCredentials::reuse_or_generate(None);
-        let mq = RabbitmqCredentials::reuse_or_generate(None);
-        let ring = ring();
-        let inputs = Inputs {
-            postgres: Some(&pg),
-            rabbitmq: Some(&mq),
-            ring: &ring,
-            urls: UrlFingerprints::default(),
-        };
-        let objs = desired(&s, &inputs).unwrap();
+        let objs = desired(&s, &Generated::new(ring()).inputs()).unwrap();
         let mut got = kinds_and_names(&objs);
         got.sort();
         let mut want: Vec<(String, String)> = [
@@ -218,8 +235,11 @@ mod tests {
             ("NetworkPolicy", "demo-rabbitmq"),
             ("PodDisruptionBudget", "demo-auth-svc"),
             ("PodDisruptionBudget", "demo-gateway"),
+            ("Secret", "demo-auth-svc-db"),
             ("Secret", "demo-postgres"),
             ("Secret", "demo-rabbitmq"),
+            ("Secret", "demo-rabbitmq-auth-svc"),
+            ("Secret", "demo-rabbitmq-gateway"),
             ("Service", "demo-gateway"),
             ("Service", "demo-postgres"),
             ("Service", "demo-rabbitmq"),
@@ -269,12 +289,14 @@ mod tests {
         let ring = ring();
         let inputs = Inputs {
             postgres: None,
+            auth_svc_database: None,
             rabbitmq: Some(&mq),
             ring: &ring,
             urls: UrlFingerprints::default(),
         };
         let names = kinds_and_names(&desired(&s, &inputs).unwrap());
         assert!(!names.iter().any(|(_, n)| n == "demo-postgres"));
+        assert!(!names.iter().any(|(_, n)| n == "demo-auth-svc-db"));
         assert!(!names.contains(&("PodDisruptionBudget".into(), "demo-gateway".into())));
         let gone: Vec<_> = obsolete(&s)
             .into_iter()
@@ -293,6 +315,7 @@ mod tests {
             );
         }
         assert!(gone.contains(&("PodDisruptionBudget".into(), "demo-gateway".into())));
+        assert!(gone.contains(&("Secret".into(), "demo-auth-svc-db".into())));
         assert!(!gone.iter().any(|(_, n)| n == "demo-rabbitmq"));
     }
 

@@ -1,84 +1,104 @@
-//! The reconciler: the thin layer between the pure builders and the API server.
+//! The reconciler, in phases (as Stackable's operators do; kube-rs `controller-rs` is the model
+//! for the controller around them). One reconcile of an AuthStack:
 //!
-//! One reconcile of an AuthStack:
-//! 1. validate the spec ([`crate::settings::resolve`]); an invalid spec sets `Degraded`, emits
-//!    an `InvalidSpec` Warning and stops there;
-//! 2. read the generated-credential Secrets (values are reused, never regenerated) and the
-//!    users' external URL Secrets;
-//! 3. advance the key ring ([`crate::keys::plan`]) and write the signing Secret only when it
-//!    changed, conditional on the resourceVersion read;
-//! 4. server-side apply every desired object that drifted, delete the ones that must not exist
-//!    (only if this AuthStack controls them);
-//! 5. patch the status subresource from the workloads' real status;
-//! 6. requeue at the next key-rotation deadline (at most 5 minutes later).
+//! 1. [`validate`]: the spec → [`Settings`]. An invalid spec sets `Degraded` (reason
+//!    `InvalidSpec`), emits a Warning event and stops there: nothing is applied.
+//! 2. [`dereference`]: read the generated-credential Secrets (values are reused, never
+//!    regenerated), the users' external URL Secrets and the stored key ring.
+//! 3. [`build`]: advance the key ring ([`crate::keys::plan`]) and build every desired object.
+//!    Pure.
+//! 4. [`apply`]: write the signing Secret only when the ring changed, conditional on the
+//!    resourceVersion read (re-read and re-planned on conflict); server-side apply every object
+//!    that drifted; delete the ones that must not exist (only if this AuthStack controls them).
+//! 5. [`report`]: the status from the workloads' real status, written only when it changed.
+//!
+//! Then [`requeue`] says when to look again. Every kind the builders emit is watched
+//! ([`stores`]), and live objects are read from the watches' stores.
 
 pub mod apply;
+pub mod build;
+pub mod dereference;
+pub mod report;
+pub mod requeue;
+pub mod stores;
+pub mod validate;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 use authstack_keyring::material;
 use chrono::Utc;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Secret, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ListParams;
 use kube::core::ApiResource;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 
-use self::apply::Outcome;
-use crate::builders::auth_svc::UrlFingerprints;
-use crate::builders::credentials::{
-    PostgresCredentials, RabbitmqCredentials, fingerprint_external, fingerprint_managed,
-    secret_value,
-};
-use crate::builders::gateway;
-use crate::builders::meta::{MANAGER, Names, is_controlled_by, managed_by_selector};
-use crate::builders::stack::{self, Inputs, Obsolete};
-use crate::crd::{AuthStack, AuthStackStatus, ComponentsStatus, SecretKeyRef};
+use self::apply::{ApplyError, KeyRingWrite};
+use self::dereference::Read;
+use self::requeue::{Backoffs, Tuning};
+use self::stores::Stores;
+use self::validate::{ValidateError, Validated};
+use crate::builders::meta::MANAGER;
+use crate::builders::stack::Obsolete;
+use crate::crd::AuthStack;
 use crate::error::{Error, Result};
 use crate::keys::{self, KeyPlan};
-use crate::settings::{BackingService, Images, Settings, resolve};
+use crate::metrics;
+use crate::settings::{Images, Settings};
 use crate::status::{self, Degradation};
 
-/// Longest time between two reconciles of a stack.
-pub const MAX_REQUEUE: Duration = Duration::from_secs(300);
-/// Requeue while an external URL Secret is missing (those Secrets are not watched).
-pub const EXTERNAL_RETRY: Duration = Duration::from_secs(30);
-/// Stacks reconciled at once: bounds the operator's peak memory; a reconcile is mostly
-/// waiting on the API server, so a few in flight keep it busy.
-pub const CONCURRENCY: u16 = 4;
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
-const EVENT_NOTE_MAX: usize = 1000;
+/// Longest Event note: the API rejects notes over 1 KiB.
+pub const EVENT_NOTE_MAX: usize = 1000;
+/// Reads and writes of the signing-key Secret per reconcile when it keeps changing under us.
+pub const KEY_RING_WRITE_ATTEMPTS: usize = 3;
+/// `Degraded` reason of an invalid spec.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Event reason of a failed reconcile.
+pub const RECONCILE_ERROR: &str = "ReconcileError";
+
+/// What the controller needs besides a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// Default images.
+    pub images: Images,
+    /// This replica's name in Events (`reportingInstance`).
+    pub instance: String,
+    /// The namespace to watch (`None`: all).
+    pub namespace: Option<String>,
+    /// Timing knobs.
+    pub tuning: Tuning,
+}
 
 /// What every reconcile shares.
 pub struct Context {
     client: Client,
     images: Images,
     recorder: Recorder,
-    failures: Mutex<HashMap<ObjectRef<AuthStack>, u32>>,
+    stores: Stores,
+    tuning: Tuning,
+    backoffs: Backoffs,
 }
 
 impl Context {
-    /// A context for `client`; events are reported as `authstack-operator` / `instance`.
-    pub fn new(client: Client, images: Images, instance: String) -> Self {
+    /// A context for `client`; events are reported as `authstack-operator` / `config.instance`.
+    pub fn new(client: Client, config: ControllerConfig, stores: Stores) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
-            instance: Some(instance),
+            instance: Some(config.instance),
         };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            images,
-            failures: Mutex::new(HashMap::new()),
+            images: config.images,
+            stores,
+            backoffs: Backoffs::new(&config.tuning),
+            tuning: config.tuning,
         }
     }
 
@@ -90,19 +110,10 @@ impl Context {
         action: &str,
         note: String,
     ) {
-        let mut note = note;
-        if note.len() > EVENT_NOTE_MAX {
-            let mut cut = EVENT_NOTE_MAX - 3;
-            while !note.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            note.truncate(cut);
-            note.push_str("...");
-        }
         let event = Event {
             type_,
             reason: reason.into(),
-            note: Some(note),
+            note: Some(truncate_note(note)),
             action: action.into(),
             secondary: None,
         };
@@ -111,55 +122,72 @@ impl Context {
         }
     }
 
-    fn backoff(&self, obj: &ObjectRef<AuthStack>) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let n = failures.entry(obj.clone()).or_insert(0);
-        *n = n.saturating_add(1);
-        backoff_delay(*n)
+    /// One Normal event per kind of change (`Created`, `Updated`, `Deleted`).
+    async fn report_changes(
+        &self,
+        stack: &AuthStack,
+        changes: &BTreeMap<&'static str, Vec<String>>,
+    ) {
+        for (reason, objects) in changes {
+            tracing::info!(%reason, objects = ?objects, "applied changes");
+            let action = if *reason == "Deleted" {
+                "Delete"
+            } else {
+                "Apply"
+            };
+            let note = format!("{reason} {}", objects.join(", "));
+            self.publish(stack, EventType::Normal, reason, action, note)
+                .await;
+        }
     }
 
-    fn reset_backoff(&self, obj: &ObjectRef<AuthStack>) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.remove(obj);
+    /// One event per step of the key ring.
+    async fn report_key_actions(&self, stack: &AuthStack, plan: &KeyPlan) {
+        for action in &plan.actions {
+            let (reason, warning, note) = keys::event_for(action);
+            tracing::info!(%reason, %note, "key ring changed");
+            ::metrics::counter!(metrics::KEY_RING_CHANGES, "action" => keys::action_label(action))
+                .increment(1);
+            let type_ = if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            self.publish(stack, type_, reason, "RotateKeys", note).await;
+        }
     }
 }
 
-/// Exponential backoff after `failures` consecutive failures: 1 s, 2 s, 4 s, ... at most 5 min.
-pub fn backoff_delay(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(16);
-    Duration::from_secs(1u64 << exp).min(MAX_BACKOFF)
+fn truncate_note(mut note: String) -> String {
+    if note.len() > EVENT_NOTE_MAX {
+        let mut cut = EVENT_NOTE_MAX - 3;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push_str("...");
+    }
+    note
 }
 
-/// Now, in whole seconds (what `Time` serializes).
-fn now_time() -> Time {
-    Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH))
-}
-
-fn parse<K: DeserializeOwned>(obj: &DynamicObject) -> Option<K> {
-    serde_json::to_value(obj)
-        .ok()
-        .and_then(|v| serde_json::from_value(v).ok())
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// Runs the controller until `stop` turns true (in-flight reconciles finish first).
 pub async fn run(
-    ctx: Arc<Context>,
-    namespace: Option<String>,
+    client: Client,
+    config: ControllerConfig,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
-    let client = ctx.client.clone();
-    fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-    where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
-    {
-        match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
-    let ns = namespace.as_deref();
-    let stacks: Api<AuthStack> = api(&client, ns);
-    let owned = watcher::Config::default().labels(&managed_by_selector());
+    let ns = config.namespace.clone();
+    let ns = ns.as_deref();
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let _ = stop.wait_for(|v| *v).await;
@@ -169,12 +197,14 @@ pub async fn run(
         namespace = ns.unwrap_or("<all>"),
         "starting the AuthStack controller"
     );
-    Controller::new(stacks, watcher::Config::default())
-        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
-        .owns(api::<Deployment>(&client, ns), owned.clone())
-        .owns(api::<StatefulSet>(&client, ns), owned.clone())
-        .owns(api::<Secret>(&client, ns), owned.clone())
-        .owns(api::<Service>(&client, ns), owned)
+    let controller = Controller::new(api::<AuthStack>(&client, ns), watcher::Config::default())
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(config.tuning.concurrency),
+        );
+    let (controller, stores) = stores::watch_owned(controller, &client, ns);
+    let ctx = Arc::new(Context::new(client, config, stores));
+    metrics::describe();
+    controller
         .graceful_shutdown_on(async move {
             let _ = shutdown_rx.await;
         })
@@ -192,22 +222,23 @@ pub async fn run(
 
 /// Checks that the AuthStack API is served (the CRD is installed).
 pub async fn check_api(client: &Client, namespace: Option<&str>) -> Result<()> {
-    let api: Api<AuthStack> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    match api.list(&ListParams::default().limit(1)).await {
+    match api::<AuthStack>(client, namespace)
+        .list(&ListParams::default().limit(1))
+        .await
+    {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.is_not_found() => Err(Error::CrdMissing),
+        // kube-apiserver answers a path no API serves with a plain-text `404 page not found`,
+        // not a NotFound Status: the code is what counts.
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(Error::CrdMissing),
         Err(e) => Err(e.into()),
     }
 }
 
 fn error_policy(stack: Arc<AuthStack>, err: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff(&ObjectRef::from_obj(&*stack));
+    let delay = ctx.backoffs.next_delay(&ObjectRef::from_obj(&*stack));
     tracing::warn!(
-        name = %stack.name_any(),
         namespace = stack.namespace().unwrap_or_default(),
+        name = %stack.name_any(),
         error = %err,
         retry_in = ?delay,
         "reconcile failed"
@@ -215,431 +246,177 @@ fn error_policy(stack: Arc<AuthStack>, err: &Error, ctx: Arc<Context>) -> Action
     Action::requeue(delay)
 }
 
-/// Reconciles one AuthStack (metrics, backoff bookkeeping and error reporting around
-/// [`reconcile_stack`]).
+/// Reconciles one AuthStack: the phases, with metrics, backoff bookkeeping and the failure
+/// report (Warning event, `Degraded` status) around them.
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    fields(namespace = %stack.namespace().unwrap_or_default(), name = %stack.name_any())
+)]
 pub async fn reconcile(stack: Arc<AuthStack>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let result = reconcile_stack(&stack, &ctx).await;
-    metrics::histogram!("authstack_operator_reconcile_duration_seconds")
-        .record(started.elapsed().as_secs_f64());
+    let result = reconcile_phases(&stack, &ctx).await;
+    ::metrics::histogram!(metrics::RECONCILE_DURATION).record(started.elapsed().as_secs_f64());
     match result {
         Ok(action) => {
-            metrics::counter!("authstack_operator_reconciliations_total", "result" => "success")
-                .increment(1);
-            ctx.reset_backoff(&ObjectRef::from_obj(&*stack));
+            ::metrics::counter!(metrics::RECONCILIATIONS, "result" => "success").increment(1);
+            ctx.backoffs.reset(&ObjectRef::from_obj(&*stack));
             Ok(action)
         }
         Err(err) => {
-            metrics::counter!("authstack_operator_reconciliations_total", "result" => "error")
-                .increment(1);
-            metrics::counter!("authstack_operator_reconcile_errors_total", "reason" => err.reason())
-                .increment(1);
-            ctx.publish(
-                &stack,
-                EventType::Warning,
-                "ReconcileError",
-                "Reconcile",
-                err.to_string(),
-            )
-            .await;
-            let degraded = Degradation {
-                reason: err.reason().into(),
-                message: err.to_string(),
-            };
-            let previous = stack.status.clone().unwrap_or_default();
-            let status = AuthStackStatus {
-                observed_generation: stack.metadata.generation,
-                conditions: status::conditions(
-                    &previous.conditions,
-                    previous.components.as_ref(),
-                    Some(&degraded),
-                    stack.metadata.generation,
-                    &now_time(),
-                ),
-                ..previous
-            };
-            if let Err(e) = patch_status(&ctx.client, &stack, &status).await {
-                tracing::warn!(error = %e, "recording the failure in the status failed");
-            }
+            ::metrics::counter!(metrics::RECONCILIATIONS, "result" => "error").increment(1);
+            ::metrics::counter!(metrics::RECONCILE_ERRORS, "reason" => err.reason()).increment(1);
+            report_failure(&stack, &ctx, &err).await;
             Err(err)
         }
     }
 }
 
-async fn patch_status(client: &Client, stack: &AuthStack, status: &AuthStackStatus) -> Result<()> {
-    if stack.status.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let Some(ns) = stack.namespace() else {
-        return Ok(());
+/// Validate → dereference → build → apply → status.
+async fn reconcile_phases(stack: &AuthStack, ctx: &Context) -> Result<Action> {
+    let settings = match validate::validate(stack, &ctx.images) {
+        Ok(Validated::Reconcile(settings)) => *settings,
+        Ok(Validated::Skip) => return Ok(Action::await_change()),
+        Err(invalid) => return invalid_spec(stack, ctx, &invalid).await,
     };
-    let api: Api<AuthStack> = Api::namespaced(client.clone(), &ns);
-    let body = serde_json::json!({
-        "apiVersion": AuthStack::api_version(&()),
-        "kind": AuthStack::kind(&()),
-        "metadata": { "name": stack.name_any() },
-        "status": status,
-    });
-    api.patch_status(
-        &stack.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&body),
+    let uid = stack.metadata.uid.clone().unwrap_or_default();
+    let namespace = settings.names.namespace.clone();
+
+    let read = dereference::dereference(&ctx.client, &ctx.stores, &settings, &uid).await?;
+    let (plan, keys_written) =
+        key_ring(stack, ctx, &settings, &uid, read.signing_secret.clone()).await?;
+    let built = build::objects(&settings, &read, &plan)?;
+    let applied = apply::apply_all(
+        &ctx.client,
+        &ctx.stores,
+        &namespace,
+        &uid,
+        &built.desired,
+        &built.obsolete,
     )
     .await?;
-    Ok(())
-}
+    ctx.report_changes(stack, &applied.changes).await;
 
-/// The reconcile proper.
-pub async fn reconcile_stack(stack: &AuthStack, ctx: &Context) -> Result<Action> {
-    if stack.metadata.deletion_timestamp.is_some() {
-        // Owner references let the garbage collector remove everything.
-        return Ok(Action::await_change());
-    }
-    let Some(uid) = stack.metadata.uid.clone() else {
-        return Ok(Action::await_change());
-    };
-    let settings = match resolve(stack, &ctx.images) {
-        Ok(s) => s,
-        Err(invalid) => return invalid_spec(stack, ctx, invalid.to_string()).await,
-    };
-    let names = settings.names.clone();
-    let client = &ctx.client;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &names.namespace);
-
-    // Generated credentials: reuse what exists, generate only what is missing.
-    let mut urls = UrlFingerprints::default();
-    let mut problems = Vec::new();
-    let pg_creds = match &settings.postgres {
-        BackingService::Managed(_) => {
-            let existing = owned_secret(&secrets, &names.postgres(), &uid).await?;
-            let creds = PostgresCredentials::reuse_or_generate(existing.as_ref());
-            urls.postgres = fingerprint_managed(&creds.password);
-            Some(creds)
+    let degraded = report::external_degradation(&read.external_problems);
+    let observed = report::observe(&settings, &applied, &read.external_problems, &plan);
+    let new_status = status::build(stack, Some(observed), degraded.as_ref(), &status::now());
+    let written = report::write(&ctx.client, stack, &new_status).await;
+    let deleted = match &written {
+        Err(e) if e.is_not_found() => true,
+        _ if keys_written || !applied.changes.is_empty() => {
+            apply::owner_gone(&ctx.client, stack).await?
         }
-        BackingService::External(r) => {
-            let (fp, problem) = check_external(&secrets, r).await?;
-            urls.postgres = fp;
-            problems.extend(problem.map(|p| ("postgres", r.clone(), p)));
-            None
-        }
-    };
-    let mq_creds = match &settings.rabbitmq {
-        BackingService::Managed(_) => {
-            let existing = owned_secret(&secrets, &names.rabbitmq(), &uid).await?;
-            let creds = RabbitmqCredentials::reuse_or_generate(existing.as_ref());
-            urls.rabbitmq = fingerprint_managed(&creds.password);
-            Some(creds)
-        }
-        BackingService::External(r) => {
-            let (fp, problem) = check_external(&secrets, r).await?;
-            urls.rabbitmq = fp;
-            problems.extend(problem.map(|p| ("rabbitmq", r.clone(), p)));
-            None
-        }
-    };
-
-    // Signing keys.
-    let (plan, keys_written) = reconcile_keys(stack, ctx, &settings, &secrets, &uid).await?;
-    // Everything this reconcile wrote, in case the AuthStack is deleted meanwhile.
-    let mut written = vec![Obsolete {
-        resource: ApiResource::erase::<Secret>(&()),
-        name: names.signing_keys(),
-    }];
-
-    // Everything else.
-    let inputs = Inputs {
-        postgres: pg_creds.as_ref(),
-        rabbitmq: mq_creds.as_ref(),
-        ring: &plan.ring,
-        urls,
-    };
-    let mut changes: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
-    let mut live: HashMap<(String, String), DynamicObject> = HashMap::new();
-    for desired in stack::desired(&settings, &inputs)? {
-        let (outcome, obj) = apply::apply(client, &names.namespace, &uid, &desired).await?;
-        let what = format!("{} {}", desired.resource.kind, desired.name);
-        match outcome {
-            Outcome::Created => changes.entry("Created").or_default().push(what),
-            Outcome::Updated => changes.entry("Updated").or_default().push(what),
-            Outcome::Unchanged => {}
-        }
-        metrics::counter!(
-            "authstack_operator_applies_total",
-            "kind" => desired.resource.kind.clone(),
-            "outcome" => format!("{outcome:?}").to_lowercase()
-        )
-        .increment(1);
-        written.push(Obsolete {
-            resource: desired.resource.clone(),
-            name: desired.name.clone(),
-        });
-        live.insert((desired.resource.kind.clone(), desired.name.clone()), obj);
-    }
-    for gone in stack::obsolete(&settings) {
-        if apply::delete_if_owned(client, &names.namespace, &uid, &gone).await? {
-            changes
-                .entry("Deleted")
-                .or_default()
-                .push(format!("{} {}", gone.resource.kind, gone.name));
-        }
-    }
-    for (reason, objects) in &changes {
-        tracing::info!(stack = %names.instance, namespace = %names.namespace, %reason, objects = ?objects, "applied changes");
-        let action = if *reason == "Deleted" {
-            "Delete"
-        } else {
-            "Apply"
-        };
-        ctx.publish(
-            stack,
-            EventType::Normal,
-            reason,
-            action,
-            format!("{reason} {}", objects.join(", ")),
-        )
-        .await;
-    }
-
-    // Status.
-    let get = |kind: &str, name: String| live.get(&(kind.to_owned(), name));
-    let components = ComponentsStatus {
-        postgres: match &settings.postgres {
-            BackingService::Managed(_) => status::stateful_set(
-                get("StatefulSet", names.postgres())
-                    .and_then(parse::<StatefulSet>)
-                    .as_ref(),
-            ),
-            BackingService::External(r) => external_status(&problems, "postgres", r),
-        },
-        rabbitmq: match &settings.rabbitmq {
-            BackingService::Managed(_) => status::stateful_set(
-                get("StatefulSet", names.rabbitmq())
-                    .and_then(parse::<StatefulSet>)
-                    .as_ref(),
-            ),
-            BackingService::External(r) => external_status(&problems, "rabbitmq", r),
-        },
-        auth_service: status::deployment(
-            get("Deployment", names.auth_svc())
-                .and_then(parse::<Deployment>)
-                .as_ref(),
-        ),
-        gateway: status::deployment(
-            get("Deployment", names.gateway())
-                .and_then(parse::<Deployment>)
-                .as_ref(),
-        ),
-    };
-    let gateway_service = get("Service", names.gateway()).and_then(parse::<Service>);
-    let degraded = (!problems.is_empty()).then(|| Degradation {
-        reason: "ExternalSecretInvalid".into(),
-        message: problems
-            .iter()
-            .map(|(c, _, p)| format!("{c}: {p}"))
-            .collect::<Vec<_>>()
-            .join("; "),
-    });
-    let previous = stack.status.clone().unwrap_or_default();
-    let new_status = AuthStackStatus {
-        observed_generation: stack.metadata.generation,
-        conditions: status::conditions(
-            &previous.conditions,
-            Some(&components),
-            degraded.as_ref(),
-            stack.metadata.generation,
-            &now_time(),
-        ),
-        components: Some(components),
-        gateway_endpoint: Some(gateway::endpoint(&settings, gateway_service.as_ref())),
-        keys: Some(keys::status(&plan.ring, &keys::policy(&settings))),
-    };
-    let status_written = patch_status(client, stack, &new_status).await;
-    let deleted = match &status_written {
-        Err(Error::Kube(kube::Error::Api(s))) if s.is_not_found() => true,
-        _ if keys_written || !changes.is_empty() => owner_gone(client, stack).await?,
         _ => false,
     };
     if deleted {
         // The garbage collector may have removed the stack's objects before this reconcile
         // wrote some of them again: remove them rather than wait for the collector.
-        tracing::info!(stack = %names.instance, namespace = %names.namespace, "AuthStack deleted during the reconcile; removing what it wrote");
-        for obj in &written {
-            apply::delete_if_owned(client, &names.namespace, &uid, obj).await?;
+        tracing::info!("AuthStack deleted during the reconcile; removing what it wrote");
+        let mut wrote: Vec<Obsolete> = built
+            .desired
+            .iter()
+            .map(|d| Obsolete {
+                resource: d.resource.clone(),
+                name: d.name.clone(),
+            })
+            .collect();
+        wrote.push(Obsolete {
+            resource: ApiResource::erase::<Secret>(&()),
+            name: settings.names.signing_keys(),
+        });
+        for obj in &wrote {
+            apply::delete_if_owned(&ctx.client, &ctx.stores, &namespace, &uid, obj).await?;
         }
         return Ok(Action::await_change());
     }
-    status_written?;
-
-    let mut requeue = MAX_REQUEUE;
-    if let Some(deadline) = plan.next_deadline {
-        let until = (deadline - Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .max(Duration::from_millis(10));
-        // A little after the deadline, so the rotation step is due when we wake up.
-        requeue = requeue.min(until + Duration::from_millis(50));
-    }
-    if degraded.is_some() {
-        requeue = requeue.min(EXTERNAL_RETRY);
-    }
-    Ok(Action::requeue(requeue))
+    written?;
+    Ok(Action::requeue(requeue::after_success(
+        &ctx.tuning,
+        plan.next_deadline,
+        degraded.is_some(),
+        Utc::now(),
+    )))
 }
 
-fn external_status(
-    problems: &[(&str, SecretKeyRef, String)],
-    component: &str,
-    r: &SecretKeyRef,
-) -> crate::crd::ComponentStatus {
-    let problem = problems
-        .iter()
-        .find(|(c, _, _)| *c == component)
-        .map(|(_, _, p)| p.clone());
-    status::external(&r.name, &r.key, problem)
+/// Plans the key ring from the stored Secret and writes it when it changed; on a concurrent
+/// write, reads the Secret again and re-plans. Returns the plan and whether it was written.
+async fn key_ring(
+    stack: &AuthStack,
+    ctx: &Context,
+    settings: &Settings,
+    uid: &str,
+    mut stored: Option<Secret>,
+) -> Result<(KeyPlan, bool)> {
+    let name = settings.names.signing_keys();
+    for _attempt in 0..KEY_RING_WRITE_ATTEMPTS {
+        let plan = build::key_plan(
+            stored.as_ref(),
+            settings,
+            Utc::now(),
+            &mut material::generate,
+        )?;
+        match apply::write_key_ring(&ctx.client, settings, stored.as_ref(), &plan).await? {
+            KeyRingWrite::Unchanged => return Ok((plan, false)),
+            KeyRingWrite::Written => {
+                ctx.report_key_actions(stack, &plan).await;
+                return Ok((plan, true));
+            }
+            KeyRingWrite::Conflict => {
+                tracing::info!(secret = %name, "signing Secret changed concurrently; re-planning");
+                stored = dereference::owned_secret(
+                    &ctx.client,
+                    &ctx.stores,
+                    &settings.names.namespace,
+                    &name,
+                    uid,
+                    Read::Fresh,
+                )
+                .await?;
+            }
+        }
+    }
+    Err(ApplyError::KeyRingConflict(name).into())
 }
 
-async fn invalid_spec(stack: &AuthStack, ctx: &Context, message: String) -> Result<Action> {
-    tracing::warn!(stack = %stack.name_any(), %message, "invalid AuthStack");
+/// An invalid spec: `Degraded` with the problems, a Warning event, nothing applied. A spec
+/// change triggers the next reconcile; nothing to retry until then.
+async fn invalid_spec(stack: &AuthStack, ctx: &Context, invalid: &ValidateError) -> Result<Action> {
+    let message = invalid.to_string();
+    tracing::warn!(%message, "invalid AuthStack");
     ctx.publish(
         stack,
         EventType::Warning,
-        "InvalidSpec",
+        INVALID_SPEC,
         "Validate",
         message.clone(),
     )
     .await;
     let degraded = Degradation {
-        reason: "InvalidSpec".into(),
+        reason: INVALID_SPEC.into(),
         message,
     };
-    let previous = stack.status.clone().unwrap_or_default();
-    let status = AuthStackStatus {
-        observed_generation: stack.metadata.generation,
-        conditions: status::conditions(
-            &previous.conditions,
-            previous.components.as_ref(),
-            Some(&degraded),
-            stack.metadata.generation,
-            &now_time(),
-        ),
-        ..previous
+    let new_status = status::build(stack, None, Some(&degraded), &status::now());
+    report::write(&ctx.client, stack, &new_status).await?;
+    Ok(Action::requeue(ctx.tuning.max_requeue))
+}
+
+/// A failed reconcile: a Warning event and `Degraded` with the error's reason.
+async fn report_failure(stack: &AuthStack, ctx: &Context, err: &Error) {
+    ctx.publish(
+        stack,
+        EventType::Warning,
+        RECONCILE_ERROR,
+        "Reconcile",
+        err.to_string(),
+    )
+    .await;
+    let degraded = Degradation {
+        reason: err.reason().into(),
+        message: err.to_string(),
     };
-    patch_status(&ctx.client, stack, &status).await?;
-    // A spec change triggers the next reconcile; nothing to retry until then.
-    Ok(Action::requeue(MAX_REQUEUE))
-}
-
-/// Whether the AuthStack was deleted (or replaced by a new one of the same name).
-async fn owner_gone(client: &Client, stack: &AuthStack) -> Result<bool> {
-    let Some(ns) = stack.namespace() else {
-        return Ok(false);
-    };
-    let api: Api<AuthStack> = Api::namespaced(client.clone(), &ns);
-    Ok(match api.get_opt(&stack.name_any()).await? {
-        None => true,
-        Some(live) => {
-            live.metadata.uid != stack.metadata.uid || live.metadata.deletion_timestamp.is_some()
-        }
-    })
-}
-
-/// Reads a Secret the stack owns; an existing Secret of that name that it does not control
-/// is an error (never adopted, never overwritten).
-async fn owned_secret(secrets: &Api<Secret>, name: &str, uid: &str) -> Result<Option<Secret>> {
-    match secrets.get_opt(name).await? {
-        Some(s) if !is_controlled_by(&s.metadata, uid) => Err(Error::NotOwned {
-            kind: "Secret".into(),
-            name: name.into(),
-        }),
-        other => Ok(other),
-    }
-}
-
-/// Fingerprint of a user's URL Secret, and what is wrong with it.
-async fn check_external(
-    secrets: &Api<Secret>,
-    r: &SecretKeyRef,
-) -> Result<(String, Option<String>)> {
-    Ok(match secrets.get_opt(&r.name).await? {
-        None => (
-            "absent".into(),
-            Some(format!("Secret {} not found", r.name)),
-        ),
-        Some(s) if secret_value(Some(&s), &r.key).is_none() => (
-            fingerprint_external(&s),
-            Some(format!("Secret {} has no key {}", r.name, r.key)),
-        ),
-        Some(s) => (fingerprint_external(&s), None),
-    })
-}
-
-/// Advances the key ring and writes the signing Secret when it changed (create if absent,
-/// else replace conditional on the resourceVersion read; re-planned on conflict).
-async fn reconcile_keys(
-    stack: &AuthStack,
-    ctx: &Context,
-    settings: &Settings,
-    secrets: &Api<Secret>,
-    uid: &str,
-) -> Result<(KeyPlan, bool)> {
-    let name = settings.names.signing_keys();
-    let pp = PostParams {
-        field_manager: Some(MANAGER.into()),
-        ..PostParams::default()
-    };
-    for _attempt in 0..3 {
-        let existing = owned_secret(secrets, &name, uid).await?;
-        let plan = keys::plan(
-            existing.as_ref(),
-            settings,
-            Utc::now(),
-            &mut material::generate,
-        )?;
-        if !plan.changed {
-            return Ok((plan, false));
-        }
-        let mut secret = keys::signing_secret(settings, &plan.ring);
-        let written = match &existing {
-            None => secrets.create(&pp, &secret).await,
-            Some(e) => {
-                secret.metadata.resource_version = e.metadata.resource_version.clone();
-                secrets.replace(&name, &pp, &secret).await
-            }
-        };
-        match written {
-            Ok(_) => {
-                report_key_actions(stack, ctx, &settings.names, &plan).await;
-                return Ok((plan, true));
-            }
-            Err(kube::Error::Api(s)) if s.is_conflict() || s.is_already_exists() => {
-                tracing::info!(secret = %name, "signing Secret changed concurrently; re-planning");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Error::KeyRingConflict(name))
-}
-
-async fn report_key_actions(stack: &AuthStack, ctx: &Context, names: &Names, plan: &KeyPlan) {
-    for action in &plan.actions {
-        let (reason, warning, note) = keys::event_for(action);
-        tracing::info!(stack = %names.instance, namespace = %names.namespace, %reason, %note, "key ring changed");
-        let label = match action {
-            authstack_keyring::RotationAction::Bootstrapped { .. } => "bootstrapped",
-            authstack_keyring::RotationAction::RotationStarted { .. } => "rotation_started",
-            authstack_keyring::RotationAction::Promoted { .. } => "promoted",
-            authstack_keyring::RotationAction::Removed { .. } => "removed",
-            authstack_keyring::RotationAction::Revoked { .. } => "revoked",
-            authstack_keyring::RotationAction::EmergencyActivated { .. } => "emergency_activated",
-            authstack_keyring::RotationAction::PendingReplaced { .. } => "pending_replaced",
-        };
-        metrics::counter!("authstack_operator_key_ring_changes_total", "action" => label)
-            .increment(1);
-        let type_ = if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.publish(stack, type_, reason, "RotateKeys", note).await;
+    let new_status = status::build(stack, None, Some(&degraded), &status::now());
+    if let Err(e) = report::write(&ctx.client, stack, &new_status).await {
+        tracing::warn!(error = %e, "recording the failure in the status failed");
     }
 }
 
@@ -648,11 +425,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_and_caps() {
-        assert_eq!(backoff_delay(1), Duration::from_secs(1));
-        assert_eq!(backoff_delay(2), Duration::from_secs(2));
-        assert_eq!(backoff_delay(5), Duration::from_secs(16));
-        assert_eq!(backoff_delay(20), Duration::from_secs(300));
-        assert_eq!(backoff_delay(u32::MAX), Duration::from_secs(300));
+    fn notes_are_cut_below_the_api_limit_on_a_char_boundary() {
+        assert_eq!(truncate_note("short".into()), "short");
+        let long = "é".repeat(EVENT_NOTE_MAX);
+        let cut = truncate_note(long);
+        assert!(cut.len() <= EVENT_NOTE_MAX, "{}", cut.len());
+        assert!(cut.ends_with("..."));
     }
 }

@@ -217,10 +217,7 @@ fn schema_carries_defaults_validation_and_docs() {
         auth["tokens"]["properties"]["refreshTokenTtl"]["default"],
         "720h"
     );
-    assert_eq!(
-        auth["argon2"]["properties"]["memoryKib"]["minimum"].as_f64(),
-        Some(19456.0)
-    );
+    assert_eq!(auth["argon2"]["properties"]["memoryKib"]["default"], 19456);
     assert_eq!(auth["lockout"]["properties"]["maxFailures"]["default"], 5);
     let keys = &spec["keys"]["properties"];
     assert_eq!(
@@ -302,4 +299,28 @@ fn defaults_serialize_without_nulls() {
     let v = serde_json::to_value(AuthStackSpec::default()).unwrap();
     let text = v.to_string();
     assert!(!text.contains("null"), "{text}");
+}
+
+/// The schema enforces OWASP's argon2id minimum combinations and the refresh grace cap, so the
+/// API server refuses what auth-svc would refuse at start-up.
+#[test]
+fn schema_enforces_argon2_minimums_and_the_grace_cap() {
+    let s = schema();
+    let auth = &s["properties"]["spec"]["properties"]["authService"]["properties"];
+    let argon2 = &auth["argon2"];
+    let rules = argon2["x-kubernetes-validations"].to_string();
+    for (memory, iterations) in [(47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5)] {
+        assert!(
+            rules.contains(&format!(
+                "self.memoryKib >= {memory} && self.iterations >= {iterations}"
+            )),
+            "{rules}"
+        );
+    }
+    assert_eq!(argon2["properties"]["memoryKib"]["minimum"], json!(7168.0));
+    let tokens = auth["tokens"]["x-kubernetes-validations"].to_string();
+    assert!(
+        tokens.contains("duration(self.refreshReuseGrace) <= duration('10s')"),
+        "{tokens}"
+    );
 }

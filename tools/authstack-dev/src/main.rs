@@ -7,7 +7,8 @@
 //! - `show`: print the ring's state without private keys.
 //! - `amqp-delete`: remove a scripted run's queues and exchanges.
 //! - `kubelet-sync`: follow a Secret through the Kubernetes API (any kubeconfig, including the
-//!   test fake API server) and write it into a directory the way kubelet updates a Secret volume.
+//!   control plane of `make cluster-up`) and write it into a directory the way kubelet updates a
+//!   Secret volume.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

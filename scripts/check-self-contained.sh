@@ -10,7 +10,8 @@
 #   - a `docs/<page>.md` named in any file does not exist;
 #   - the code records a metric that docs/metrics.md does not list, or the page lists one the
 #     code no longer records (names recorded with `metrics::counter!("…")` and the like, or
-#     defined as `pub const X: &str = "…";` in a `metrics.rs`).
+#     defined as `pub const X: &str = "…";` in a `metrics.rs`), or records one outside the
+#     `authstack_` prefix.
 # Files are those git tracks plus new, not ignored ones (so it works before the first commit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -155,6 +156,8 @@ if metrics_page.is_file():
         if m:
             documented.add(m.group(1))
 for name, where in sorted(recorded.items()):
+    if not name.startswith("authstack_"):
+        problems.append(f"{where}: metric {name} is not under the authstack_ prefix")
     if name not in documented:
         problems.append(f"{where}: metric {name} is not listed in docs/metrics.md")
 for name in sorted(documented - recorded.keys()):

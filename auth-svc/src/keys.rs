@@ -67,7 +67,7 @@ impl KeyStore {
                             kid = keys.signer.kid(),
                             "now signing with the new key ring"
                         );
-                        metrics::counter!("key_ring_reloads_total").increment(1);
+                        metrics::counter!("authstack_key_ring_reloads_total").increment(1);
                         tx.send_replace(keys.clone());
                         announce(&events, &keys);
                     }

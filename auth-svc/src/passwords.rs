@@ -83,7 +83,7 @@ impl PasswordHasherPool {
         match taken {
             Ok(_) => Ok(Admission { pool: self.clone() }),
             Err(_) => {
-                metrics::counter!("password_hashing_refused_total").increment(1);
+                metrics::counter!("authstack_password_hashing_refused_total").increment(1);
                 Err(HashError::Busy)
             }
         }

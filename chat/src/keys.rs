@@ -94,7 +94,7 @@ impl JwksKeys {
         kids.sort_unstable();
         tracing::info!(?kids, "verification keys loaded from the JWKS");
         let count = kids.len();
-        metrics::counter!("chat_jwks_fetches_total").increment(1);
+        metrics::counter!("authstack_chat_jwks_fetches_total").increment(1);
         self.current.store(Some(Arc::new(verifier)));
         Ok(count)
     }
@@ -107,7 +107,7 @@ impl JwksKeys {
                 return;
             };
             if last.is_some_and(|t| t.elapsed() < self.min_unknown_kid_interval) {
-                metrics::counter!("chat_jwks_fetches_skipped_total").increment(1);
+                metrics::counter!("authstack_chat_jwks_fetches_skipped_total").increment(1);
                 return;
             }
             *last = Some(Instant::now());

@@ -144,7 +144,7 @@ async fn deliver(
 ) -> Result<(), sqlx::Error> {
     for message in db::messages_for_fanout(pool, ids, after).await? {
         *last_delivered = Some(last_delivered.unwrap_or(0).max(message.id));
-        metrics::counter!("chat_live_messages_total").increment(1);
+        metrics::counter!("authstack_chat_live_messages_total").increment(1);
         hub.publish(message.chat_id, LiveEvent::Message(Arc::new(message)));
     }
     Ok(())

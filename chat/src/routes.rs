@@ -206,7 +206,7 @@ async fn send(
         authorize(&state, &caller, id, Access::Member).await?;
         return Err(ApiError::forbidden("you are not a member of this chat"));
     };
-    metrics::counter!("chat_messages_total").increment(1);
+    metrics::counter!("authstack_chat_messages_total").increment(1);
     Ok((StatusCode::CREATED, Json(message)))
 }
 

@@ -98,7 +98,7 @@ impl Session {
         replay_after: Option<i64>,
     ) {
         tracing::info!(chat = %self.chat, account = %self.account, "live socket opened");
-        metrics::gauge!("chat_live_sockets").increment(1.0);
+        metrics::gauge!("authstack_chat_live_sockets").increment(1.0);
         let (code, reason) = match self.serve(&mut socket, &mut events, replay_after).await {
             Ok(close) => close,
             Err(e) => {
@@ -114,7 +114,7 @@ impl Session {
             let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(WsMessage::Close(Some(frame))))
                 .await;
         }
-        metrics::gauge!("chat_live_sockets").decrement(1.0);
+        metrics::gauge!("authstack_chat_live_sockets").decrement(1.0);
         tracing::info!(chat = %self.chat, account = %self.account, code, "live socket closed");
     }
 

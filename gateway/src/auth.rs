@@ -139,7 +139,7 @@ fn not_revoked(
     token: Arc<VerifiedToken>,
 ) -> Result<Arc<VerifiedToken>, ApiError> {
     if state.revocations.denies(token.account_id, token.session_id) {
-        metrics::counter!("gateway_revoked_tokens_refused_total").increment(1);
+        metrics::counter!("authstack_gateway_revoked_tokens_refused_total").increment(1);
         return Err(ApiError::new(
             ErrorCode::InvalidToken,
             "this session has been revoked",

@@ -107,7 +107,7 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for JsonBody<T> {
         let bytes = tokio::time::timeout(state.config.body_read_timeout(), read)
             .await
             .map_err(|_| {
-                metrics::counter!("gateway_body_read_timeouts_total").increment(1);
+                metrics::counter!("authstack_gateway_body_read_timeouts_total").increment(1);
                 ApiError::new(
                     ErrorCode::RequestTimeout,
                     "the request body did not arrive in time",

@@ -147,7 +147,7 @@ impl KeyManager {
                 );
             }
             tracing::info!(generation = candidate.generation, active = %candidate.key_set.active_kid, keys = candidate.key_set.keys.len(), ?source, "verification keys updated");
-            metrics::counter!("gateway_key_set_updates_total").increment(1);
+            metrics::counter!("authstack_gateway_key_set_updates_total").increment(1);
             self.adoptions.send_modify(|n| *n += 1);
         }
         adopted
@@ -179,7 +179,7 @@ impl KeyManager {
             return false;
         };
         if last.is_some_and(|t| t.elapsed() < self.on_demand_interval) {
-            metrics::counter!("gateway_on_demand_key_refresh_skipped_total").increment(1);
+            metrics::counter!("authstack_gateway_on_demand_key_refresh_skipped_total").increment(1);
             return false;
         }
         *last = Some(Instant::now());

@@ -140,9 +140,9 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    metrics::histogram!("http_request_duration_seconds", "route" => route.clone())
+    metrics::histogram!("authstack_http_request_duration_seconds", "route" => route.clone())
         .record(started.elapsed().as_secs_f64());
-    metrics::counter!("http_requests_total", "method" => method, "route" => route, "status" => status)
+    metrics::counter!("authstack_http_requests_total", "method" => method, "route" => route, "status" => status)
         .increment(1);
     response
 }

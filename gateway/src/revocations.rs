@@ -95,7 +95,7 @@ impl DenyList {
                 entries.purge(now);
             }
             if entries.len() >= self.capacity {
-                metrics::counter!("gateway_deny_list_evictions_total").increment(1);
+                metrics::counter!("authstack_gateway_deny_list_evictions_total").increment(1);
                 tracing::warn!(
                     capacity = self.capacity,
                     "deny list full: dropping the soonest-expiring entry"
@@ -119,7 +119,7 @@ impl DenyList {
             add(&mut entries, true, account);
         }
         self.empty.store(entries.len() == 0, Ordering::Release);
-        metrics::gauge!("gateway_deny_list_entries").set(entries.len() as f64);
+        metrics::gauge!("authstack_gateway_deny_list_entries").set(entries.len() as f64);
     }
 
     /// Whether a token of `account` in `session` is refused.
@@ -139,7 +139,7 @@ impl DenyList {
         if let Ok(mut entries) = self.entries.write() {
             entries.purge(chrono::Utc::now().timestamp());
             self.empty.store(entries.len() == 0, Ordering::Release);
-            metrics::gauge!("gateway_deny_list_entries").set(entries.len() as f64);
+            metrics::gauge!("authstack_gateway_deny_list_entries").set(entries.len() as f64);
         }
     }
 
@@ -161,7 +161,7 @@ impl DenyList {
                     event = rx.recv() => match event {
                         Ok(e) => self.apply(&e),
                         Err(RecvError::Lagged(n)) => {
-                            metrics::counter!("gateway_deny_list_missed_events_total").increment(n);
+                            metrics::counter!("authstack_gateway_deny_list_missed_events_total").increment(n);
                             tracing::warn!(missed = n, "deny list fell behind the event stream");
                         }
                         Err(RecvError::Closed) => return,

@@ -218,7 +218,7 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        metrics::gauge!("gateway_open_connections")
+        metrics::gauge!("authstack_gateway_open_connections")
             .set((limits.max_connections - permits.available_permits()) as f64);
         let router = router.clone();
         let shutdown = shutdown.clone();
@@ -283,12 +283,12 @@ async fn serve_connection(
                 // Re-evaluate: a request may have started or finished meanwhile.
                 match activity.next(&limits) {
                     Next::HeadDeadline(at) if at <= Instant::now() => {
-                        metrics::counter!("gateway_connections_timed_out_total", "phase" => "header").increment(1);
+                        metrics::counter!("authstack_gateway_connections_timed_out_total", "phase" => "header").increment(1);
                         tracing::debug!(%peer, "request head not received in time; disconnecting");
                         return;
                     }
                     Next::IdleDeadline(at) if at <= Instant::now() && !closing => {
-                        metrics::counter!("gateway_connections_timed_out_total", "phase" => "idle").increment(1);
+                        metrics::counter!("authstack_gateway_connections_timed_out_total", "phase" => "idle").increment(1);
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }

@@ -249,7 +249,7 @@ async fn metrics_are_served_on_their_own_listener_only() {
             .text()
             .await
             .unwrap()
-            .contains("http_requests_total")
+            .contains("authstack_http_requests_total")
     );
     app.teardown().await;
 }

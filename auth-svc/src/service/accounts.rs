@@ -166,7 +166,7 @@ impl AuthService {
         owner: Uuid,
         req: Request<'_>,
     ) -> Result<RpcReply, ServiceError> {
-        metrics::counter!("registrations_with_taken_email_total").increment(1);
+        metrics::counter!("authstack_registrations_with_taken_email_total").increment(1);
         // Timestamps as PostgreSQL stores them (microseconds), like a real account's.
         let now = Utc::now().trunc_subsecs(6);
         let lookalike = Account {

@@ -259,7 +259,7 @@ impl AuthService {
             .rows_affected();
             if inserted == 0 {
                 tx.rollback().await?;
-                metrics::counter!("rpc_replayed_requests_total").increment(1);
+                metrics::counter!("authstack_rpc_replayed_requests_total").increment(1);
                 return self.replay(req.id).await;
             }
         }
@@ -455,7 +455,7 @@ impl RpcHandler for AuthService {
             && call.redelivered
             && let Ok(Some(reply)) = self.recorded(&call.request_id).await
         {
-            metrics::counter!("rpc_replayed_requests_total").increment(1);
+            metrics::counter!("authstack_rpc_replayed_requests_total").increment(1);
             return reply;
         }
         match self
@@ -465,7 +465,7 @@ impl RpcHandler for AuthService {
             Ok(reply) => reply,
             Err(e) => {
                 if guarded && let Ok(Some(reply)) = self.recorded(&call.request_id).await {
-                    metrics::counter!("rpc_replayed_requests_total").increment(1);
+                    metrics::counter!("authstack_rpc_replayed_requests_total").increment(1);
                     return reply;
                 }
                 RpcReply::Error(e.into_body())

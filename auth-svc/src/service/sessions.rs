@@ -155,7 +155,7 @@ impl AuthService {
                 } else {
                     "rate_limited"
                 };
-                metrics::counter!("password_checks_refused_total", "outcome" => outcome)
+                metrics::counter!("authstack_password_checks_refused_total", "outcome" => outcome)
                     .increment(1);
                 if body.code == ErrorCode::AccountLocked {
                     self.record_events(&[Event::now(
@@ -168,7 +168,7 @@ impl AuthService {
                 return Err(ServiceError::Client(body));
             }
             Reservation::Granted(delay) if !delay.is_zero() => {
-                metrics::counter!("password_checks_delayed_total").increment(1);
+                metrics::counter!("authstack_password_checks_delayed_total").increment(1);
                 tokio::time::sleep(delay).await;
             }
             Reservation::Granted(_) => {}
@@ -243,7 +243,7 @@ impl AuthService {
             (Some(id), Verification::Match) => (id, None),
             (Some(id), Verification::MatchRehashed(h)) => (id, Some(h)),
             _ => {
-                metrics::counter!("logins_total", "outcome" => "invalid_credentials").increment(1);
+                metrics::counter!("authstack_logins_total", "outcome" => "invalid_credentials").increment(1);
                 return Err(invalid_credentials());
             }
         };
@@ -268,7 +268,7 @@ impl AuthService {
                     .await?;
                 if applied {
                     tx.commit().await?;
-                    metrics::counter!("password_rehashes_total").increment(1);
+                    metrics::counter!("authstack_password_rehashes_total").increment(1);
                 }
                 applied
             }
@@ -282,7 +282,7 @@ impl AuthService {
             return self.replay(req.id).await;
         }
         self.relay.wake();
-        metrics::counter!("logins_total", "outcome" => "ok").increment(1);
+        metrics::counter!("authstack_logins_total", "outcome" => "ok").increment(1);
         Ok(RpcReply::ok(&pair))
     }
 
@@ -340,7 +340,7 @@ impl AuthService {
         if token.used && token.in_grace {
             // A retry of a refresh that already happened (e.g. two tabs at once): the same
             // successor again, never a second one, so the session cannot fork.
-            metrics::counter!("refresh_grace_reuse_total").increment(1);
+            metrics::counter!("authstack_refresh_grace_reuse_total").increment(1);
             let successor = token
                 .successor_sealed
                 .as_deref()
@@ -357,7 +357,7 @@ impl AuthService {
         if token.used {
             // RFC 9700 4.14: a replaced token came back; someone may hold a stolen copy.
             revoke_session(&mut tx, token.family_id, "reuse_detected").await?;
-            metrics::counter!("refresh_reuse_detected_total").increment(1);
+            metrics::counter!("authstack_refresh_reuse_detected_total").increment(1);
             tracing::warn!(account = %token.account_id, session = %token.family_id, "refresh token reuse detected; session revoked");
             let event =
                 self.sessions_revoked(token.account_id, "refresh_token_reuse", &[token.family_id]);

@@ -167,7 +167,7 @@ impl Drop for Registration {
                 r.watchers.retain(|i| *i != self.id);
             }
         }
-        metrics::gauge!("gateway_ws_sockets").set(r.sockets.len() as f64);
+        metrics::gauge!("authstack_gateway_ws_sockets").set(r.sockets.len() as f64);
     }
 }
 
@@ -207,7 +207,7 @@ impl Hub {
                     closer,
                 },
             );
-            metrics::gauge!("gateway_ws_sockets").set(r.sockets.len() as f64);
+            metrics::gauge!("authstack_gateway_ws_sockets").set(r.sockets.len() as f64);
         }
         Registration {
             hub: self.clone(),
@@ -276,7 +276,7 @@ impl Hub {
             // Events about no account (`keys.rotated`) concern everyone.
             None => r.sockets.values().for_each(&mut deliver),
         }
-        metrics::counter!("gateway_ws_events_sent_total").increment(sent);
+        metrics::counter!("authstack_gateway_ws_events_sent_total").increment(sent);
         let Some(revocation) = revocation else {
             return;
         };
@@ -350,7 +350,7 @@ impl Hub {
                     event = rx.recv() => match event {
                         Ok(e) => self.dispatch(&e),
                         Err(RecvError::Lagged(n)) => {
-                            metrics::counter!("gateway_ws_missed_events_total").increment(n);
+                            metrics::counter!("authstack_gateway_ws_missed_events_total").increment(n);
                             tracing::warn!(missed = n, "WebSocket dispatcher fell behind the event stream");
                         }
                         Err(RecvError::Closed) => return,

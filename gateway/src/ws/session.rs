@@ -41,7 +41,7 @@ pub(super) async fn run(
     let (queue, outbound) = mpsc::channel(state.config.ws_send_buffer as usize);
     let closer = Arc::new(Closer::default());
     let writer = tokio::spawn(write_loop(sink, outbound, closer.clone()).in_current_span());
-    metrics::gauge!("gateway_ws_connections").increment(1.0);
+    metrics::gauge!("authstack_gateway_ws_connections").increment(1.0);
     match state.ws_slots.clone().try_acquire_owned() {
         Ok(slot) => {
             let reader = Reader {
@@ -54,7 +54,7 @@ pub(super) async fn run(
             reader.serve(&mut stream, presented).await;
         }
         Err(_) => {
-            metrics::counter!("gateway_ws_refused_total").increment(1);
+            metrics::counter!("authstack_gateway_ws_refused_total").increment(1);
             closer.close(
                 CloseCode::TryAgainLater,
                 "this gateway holds its maximum of sockets",
@@ -72,7 +72,7 @@ pub(super) async fn run(
         }
     })
     .await;
-    metrics::gauge!("gateway_ws_connections").decrement(1.0);
+    metrics::gauge!("authstack_gateway_ws_connections").decrement(1.0);
 }
 
 fn to_message(m: Outbound) -> Message {
@@ -118,7 +118,7 @@ async fn finish(
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
         return;
     };
-    metrics::counter!("gateway_ws_closed_total", "code" => code.code().to_string()).increment(1);
+    metrics::counter!("authstack_gateway_ws_closed_total", "code" => code.code().to_string()).increment(1);
     tracing::info!(code = code.code(), reason = %reason, "closing WebSocket");
     let deliver = async {
         if code != CloseCode::TooSlow {
@@ -295,7 +295,7 @@ impl Reader {
         let mut identity = match self.first_identity(stream, presented).await {
             Ok(i) => i,
             Err((code, reason)) => {
-                metrics::counter!("gateway_ws_auth_refused_total").increment(1);
+                metrics::counter!("authstack_gateway_ws_auth_refused_total").increment(1);
                 let reason = if reason.is_empty() {
                     code.reason().to_owned()
                 } else {
@@ -507,7 +507,7 @@ impl Reader {
             },
             _ = self.closer.closed() => return,
         };
-        metrics::counter!("gateway_ws_calls_total", "method" => call.method()).increment(1);
+        metrics::counter!("authstack_gateway_ws_calls_total", "method" => call.method()).increment(1);
         let context = CallContext {
             request_id: request_id.clone(),
             access_token: Some(identity.raw.clone()),

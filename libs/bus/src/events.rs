@@ -53,7 +53,7 @@ impl EventPublisher {
     pub fn publish(&self, event: Event) {
         if self.tx.try_send(event).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("events_dropped_total").increment(1);
+            metrics::counter!("authstack_events_dropped_total").increment(1);
         }
     }
 
@@ -104,7 +104,7 @@ async fn publish_session(
             outbox.retry = Some(event);
             return Err(e);
         }
-        metrics::counter!("events_published_total", "kind" => event.kind.routing_key())
+        metrics::counter!("authstack_events_published_total", "kind" => event.kind.routing_key())
             .increment(1);
     }
 }
@@ -314,7 +314,7 @@ async fn subscribe_session(
             e = &mut failure => return Err(e),
             delivery = consumer.next() => match delivery {
                 Some(Ok(d)) if d.data.len() > *max_bytes => {
-                    metrics::counter!("events_oversized_total").increment(1);
+                    metrics::counter!("authstack_events_oversized_total").increment(1);
                     tracing::warn!(bytes = d.data.len(), "ignoring an oversized event");
                 }
                 Some(Ok(d)) => match serde_json::from_slice::<Event>(&d.data) {

@@ -233,7 +233,7 @@ impl RpcClient {
 
     fn route_reply(&self, props: &BasicProperties, data: Vec<u8>) {
         if data.len() > self.inner.config.max_message_bytes {
-            metrics::counter!("rpc_client_oversized_replies_total").increment(1);
+            metrics::counter!("authstack_rpc_client_oversized_replies_total").increment(1);
             tracing::warn!(bytes = data.len(), "oversized reply dropped");
             return;
         }
@@ -256,7 +256,7 @@ impl RpcClient {
                 let _ = tx.send(data);
             }
             // The caller gave up (deadline) or this is a duplicate reply.
-            None => metrics::counter!("rpc_client_late_replies_total").increment(1),
+            None => metrics::counter!("authstack_rpc_client_late_replies_total").increment(1),
         }
     }
 
@@ -276,9 +276,9 @@ impl RpcClient {
             Ok(_) => "ok",
             Err(e) => e.code.as_str(),
         };
-        metrics::histogram!("rpc_client_duration_seconds", "method" => request.method.clone())
+        metrics::histogram!("authstack_rpc_client_duration_seconds", "method" => request.method.clone())
             .record(started.elapsed().as_secs_f64());
-        metrics::counter!("rpc_client_calls_total", "method" => request.method.clone(), "outcome" => outcome)
+        metrics::counter!("authstack_rpc_client_calls_total", "method" => request.method.clone(), "outcome" => outcome)
             .increment(1);
         result
     }

@@ -258,7 +258,7 @@ impl AckTracker {
             channel
                 .basic_ack(self.settled_upto, BasicAckOptions { multiple: true })
                 .await?;
-            metrics::counter!("rpc_server_ack_frames_total").increment(1);
+            metrics::counter!("authstack_rpc_server_ack_frames_total").increment(1);
             self.acked_upto = self.settled_upto;
         }
         Ok(())
@@ -298,14 +298,14 @@ async fn process<H: RpcHandler>(
         .filter(|r| topology::is_reply_address(r.as_str()));
     let reply = if reply_to.is_none() {
         // Not from a gateway's private reply queue: nobody legitimate waits for it.
-        metrics::counter!("rpc_server_unanswerable_requests_total").increment(1);
+        metrics::counter!("authstack_rpc_server_unanswerable_requests_total").increment(1);
         tracing::warn!("request without a private reply address dropped unprocessed");
         None
     } else if deadline_passed(props) {
-        metrics::counter!("rpc_server_expired_total").increment(1);
+        metrics::counter!("authstack_rpc_server_expired_total").increment(1);
         None
     } else if delivery.data.len() > max_message_bytes {
-        metrics::counter!("rpc_server_oversized_requests_total").increment(1);
+        metrics::counter!("authstack_rpc_server_oversized_requests_total").increment(1);
         tracing::warn!(bytes = delivery.data.len(), "oversized RPC request refused");
         Some(RpcReply::Error(ErrorBody::new(
             ErrorCode::PayloadTooLarge,
@@ -340,7 +340,7 @@ async fn process<H: RpcHandler>(
             RpcReply::Result(_) => "ok",
             RpcReply::Error(e) => e.code.as_str(),
         };
-        metrics::counter!("rpc_server_requests_total", "method" => method.clone(), "outcome" => outcome)
+        metrics::counter!("authstack_rpc_server_requests_total", "method" => method.clone(), "outcome" => outcome)
             .increment(1);
         let body = serde_json::to_vec(&reply).unwrap_or_else(|_| {
             br#"{"error":{"code":"common.internal_error","message":"could not encode reply"}}"#
@@ -374,7 +374,7 @@ async fn process<H: RpcHandler>(
             return (tag, false);
         }
     }
-    metrics::histogram!("rpc_server_duration_seconds", "method" => method)
+    metrics::histogram!("authstack_rpc_server_duration_seconds", "method" => method)
         .record(started.elapsed().as_secs_f64());
     (tag, true)
 }

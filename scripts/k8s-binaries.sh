@@ -40,14 +40,16 @@ case "$what" in
   *) die "usage: $0 [control-plane|node|all]" ;;
 esac
 
-missing=()
-for b in "${bins[@]}"; do
-  [[ -s "$BIN_DIR/$b" ]] || missing+=("$b")
-done
-if ((${#missing[@]} == 0)); then
+# Prints the binary folder and exits when every binary asked for is there.
+exit_if_complete() {
+  local b
+  for b in "${bins[@]}"; do
+    [[ -s "$BIN_DIR/$b" ]] || return 0
+  done
   printf '%s\n' "$BIN_DIR"
   exit 0
-fi
+}
+exit_if_complete
 
 command -v go >/dev/null 2>&1 || die "Go is needed to build the Kubernetes binaries (go.dev/dl or Debian's golang)"
 mkdir -p "$BIN_DIR" "$SRC_DIR"
@@ -59,14 +61,7 @@ if ! flock -n 9; then
   flock 9
 fi
 # The other builder may have finished what we need.
-missing=()
-for b in "${bins[@]}"; do
-  [[ -s "$BIN_DIR/$b" ]] || missing+=("$b")
-done
-if ((${#missing[@]} == 0)); then
-  printf '%s\n' "$BIN_DIR"
-  exit 0
-fi
+exit_if_complete
 
 minor="${K8S_VERSION#*.}"
 minor="${minor%%.*}"

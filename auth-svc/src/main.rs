@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
             let pool = auth_svc::db::connect_and_migrate(
                 &cli.config.database_url,
                 1,
-                std::time::Duration::from_secs(10),
+                GRANT_ROLE_DATABASE_WAIT,
             )
             .await?;
             match auth_svc::admin::grant_role(&pool, &login, &role).await? {
@@ -56,6 +56,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 }
+
+/// How long `grant-role` waits for PostgreSQL before giving up.
+const GRANT_ROLE_DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();

@@ -152,7 +152,8 @@ async fn publish_batch(pool: &PgPool, publisher: &ConfirmedPublisher) -> Result<
     for (id, key, p) in pending {
         match p.confirmed().await {
             Ok(()) => {
-                metrics::counter!("authstack_events_published_total", "kind" => key.clone()).increment(1);
+                metrics::counter!("authstack_events_published_total", "kind" => key.clone())
+                    .increment(1);
                 confirmed.push(id);
             }
             Err(e) => {

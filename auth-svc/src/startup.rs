@@ -46,6 +46,11 @@ pub enum StartupError {
     Policy(String),
 }
 
+/// How long start-up waits for PostgreSQL to accept connections (it may start after us).
+const DATABASE_WAIT_AT_STARTUP: Duration = Duration::from_secs(60);
+/// How often expired bookkeeping (processed requests, spent tokens, old sessions) is purged.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(600);
+
 /// A started auth-svc replica.
 pub struct Application {
     http_addr: SocketAddr,
@@ -63,7 +68,7 @@ impl Application {
         let pool = crate::db::connect_and_migrate(
             &config.database_url,
             config.db_max_connections,
-            Duration::from_secs(60),
+            DATABASE_WAIT_AT_STARTUP,
         )
         .await?;
         let hasher = PasswordHasherPool::new(
@@ -202,7 +207,7 @@ impl Application {
 
 fn spawn_housekeeping(service: Arc<AuthService>, shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -12,63 +12,14 @@ use authstack_keyring::jwt::VerifyError;
 use authstack_protocol::model::{MAX_ACCESS_TOKEN_BYTES, ROLE_ADMIN};
 use authstack_protocol::rpc::{CallContext, Secret};
 use authstack_protocol::{AccessClaims, ErrorCode};
-use axum::body::Bytes;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
-use serde::Serialize;
-use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::middleware::RequestContext;
+use crate::request_id::RequestContext;
 use crate::state::AppState;
-
-/// A verified access token.
-pub struct VerifiedToken {
-    /// Its claims.
-    pub claims: AccessClaims,
-    /// The key that signed it.
-    pub kid: String,
-    /// `sub` as an account id.
-    pub account_id: Option<Uuid>,
-    /// `sid` as a session id.
-    pub session_id: Option<Uuid>,
-    /// The `GET /api/v1/auth/session` body, rendered once.
-    pub session_json: Bytes,
-}
-
-/// The body of `GET /api/v1/auth/session`: the verified claims and the key that signed them.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct SessionView<'a> {
-    #[serde(flatten)]
-    claims: &'a AccessClaims,
-    /// The key that signed the token.
-    kid: &'a str,
-}
-
-/// The cache of verified tokens.
-pub struct TokenCache {
-    cache: Option<quick_cache::sync::Cache<String, Arc<VerifiedToken>>>,
-}
-
-impl TokenCache {
-    /// A cache holding at most `capacity` tokens (0 disables it).
-    pub fn new(capacity: usize) -> Self {
-        TokenCache {
-            cache: (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity)),
-        }
-    }
-
-    fn get(&self, token: &str) -> Option<Arc<VerifiedToken>> {
-        self.cache.as_ref()?.get(token)
-    }
-
-    fn insert(&self, token: &str, value: Arc<VerifiedToken>) {
-        if let Some(c) = &self.cache {
-            c.insert(token.to_owned(), value);
-        }
-    }
-}
+use crate::token_cache::VerifiedToken;
 
 fn map_verify_error(e: VerifyError) -> ApiError {
     match e {
@@ -82,21 +33,6 @@ fn map_verify_error(e: VerifyError) -> ApiError {
         }
         VerifyError::Invalid(_) => ApiError::new(ErrorCode::InvalidToken, "invalid access token"),
     }
-}
-
-fn verified(claims: AccessClaims, kid: String) -> Arc<VerifiedToken> {
-    let session_json = serde_json::to_vec(&SessionView {
-        claims: &claims,
-        kid: &kid,
-    })
-    .unwrap_or_default();
-    Arc::new(VerifiedToken {
-        account_id: claims.sub.parse().ok(),
-        session_id: claims.sid.parse().ok(),
-        claims,
-        kid,
-        session_json: Bytes::from(session_json),
-    })
 }
 
 /// Verifies `token` (cache first), refreshing the key set once for an unknown `kid`.
@@ -128,7 +64,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Arc<VerifiedT
         other => other,
     };
     let v = result.map_err(map_verify_error)?;
-    let value = verified(v.claims, v.kid);
+    let value = VerifiedToken::new(v.claims, v.kid);
     state.tokens.insert(token, value.clone());
     not_revoked(state, value)
 }

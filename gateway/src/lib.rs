@@ -13,11 +13,13 @@ pub mod extract;
 pub mod keys;
 pub mod middleware;
 pub mod openapi;
+pub mod request_id;
 pub mod revocations;
 pub mod routes;
 pub mod server;
 pub mod startup;
 pub mod state;
+pub mod token_cache;
 pub mod ws;
 
 pub use config::Config;

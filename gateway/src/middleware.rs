@@ -2,77 +2,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use authstack_protocol::{ErrorBody, ErrorCode};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use tracing::Instrument;
 
 use crate::client_ip::TrustedProxies;
 use crate::error;
+use crate::request_id::{REQUEST_ID_HEADER, RequestContext, incoming_request_id};
 use crate::state::AppState;
-
-/// Response and request header carrying the request id.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// Request id and client address of the current request.
-#[derive(Clone, Debug, Default)]
-pub struct RequestContext {
-    /// The request id (from a sane incoming `X-Request-Id`, or generated).
-    pub request_id: Arc<str>,
-    /// The client's address.
-    pub client_ip: Option<String>,
-}
-
-impl RequestContext {
-    /// The context the outer middleware stored in the request.
-    pub fn from_parts(parts: &Parts) -> Self {
-        parts
-            .extensions
-            .get::<RequestContext>()
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
-/// Generates request ids: a random per-process prefix and a counter (cheap, unique).
-pub struct RequestIds {
-    prefix: String,
-    next: AtomicU64,
-}
-
-impl Default for RequestIds {
-    fn default() -> Self {
-        RequestIds {
-            prefix: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
-            next: AtomicU64::new(1),
-        }
-    }
-}
-
-impl RequestIds {
-    /// A fresh request id.
-    pub fn next(&self) -> String {
-        format!(
-            "{}-{:x}",
-            self.prefix,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-}
-
-fn incoming_request_id(req: &Request) -> Option<String> {
-    let v = req.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
-    let sane = !v.is_empty()
-        && v.len() <= 128
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    sane.then(|| v.to_owned())
-}
 
 fn client_ip(req: &Request, proxies: &TrustedProxies) -> Option<String> {
     req.extensions()
@@ -80,7 +22,9 @@ fn client_ip(req: &Request, proxies: &TrustedProxies) -> Option<String> {
         .map(|c| proxies.client_ip(c.0.ip(), req.headers()).to_string())
 }
 
-/// The outermost layer: assigns the request id, renders [`ErrorBody`] responses as JSON.
+/// The outermost layer: assigns the request id, runs the request in a `request` span carrying
+/// it (so every log line written while the request is handled names it), renders
+/// [`ErrorBody`] responses as JSON and logs server-side failures (5xx).
 pub async fn request_context(
     State(state): State<AppState>,
     mut req: Request,
@@ -90,13 +34,29 @@ pub async fn request_context(
         .unwrap_or_else(|| state.request_ids.next())
         .into();
     let client_ip = client_ip(&req, &state.proxies);
+    // Only the id in the span: a subscriber formats span fields for every request, logged or
+    // not. Method and path go into the lines that need them.
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     req.extensions_mut().insert(RequestContext {
         request_id: request_id.clone(),
         client_ip,
     });
-    let mut response = next.run(req).await;
+    let mut response = next.run(req).instrument(span.clone()).await;
     let body = response.extensions_mut().remove::<ErrorBody>();
     if let Some(body) = body {
+        if response.status().is_server_error() {
+            span.in_scope(|| {
+                tracing::warn!(
+                    %method,
+                    path = uri.path(),
+                    status = response.status().as_u16(),
+                    code = body.code.as_str(),
+                    error = %body.message,
+                    "request failed"
+                );
+            });
+        }
         response = error::render(&body, &request_id);
     } else if response.status() == StatusCode::METHOD_NOT_ALLOWED {
         let allow = response.headers().get(header::ALLOW).cloned();

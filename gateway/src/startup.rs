@@ -9,14 +9,17 @@ use authstack_bus::{CancellationToken, EventSubscriber, RpcClient, RpcClientConf
 use authstack_keyring::jwt::Expectations;
 use futures::future::BoxFuture;
 
-use crate::auth::TokenCache;
 use crate::client_ip::TrustedProxies;
 use crate::config::Config;
 use crate::keys::KeyManager;
-use crate::middleware::RequestIds;
+use crate::request_id::RequestIds;
 use crate::revocations::DenyList;
 use crate::server::{self, Limits};
 use crate::state::{AppState, StateInner};
+use crate::token_cache::TokenCache;
+
+/// Connections the kernel queues for `accept` (at the connection limit, clients wait here).
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// Binds the API listener; accepted connections inherit its send buffer size (0: autotuned).
 fn bind(addr: SocketAddr, send_buffer_bytes: u32) -> std::io::Result<tokio::net::TcpListener> {
@@ -29,8 +32,14 @@ fn bind(addr: SocketAddr, send_buffer_bytes: u32) -> std::io::Result<tokio::net:
         socket.set_send_buffer_size(send_buffer_bytes)?;
     }
     socket.bind(addr)?;
-    socket.listen(1024)
+    socket.listen(LISTEN_BACKLOG)
 }
+
+/// How often the RPC client checks that an auth-svc replica consumes the request queue
+/// (`/readyz` turns unready within this after the last replica went away).
+const CONSUMER_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// How often expired entries leave the deny list (they are refused by expiry anyway).
+const DENY_LIST_PURGE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A started gateway.
 pub struct Application {
@@ -51,7 +60,7 @@ impl Application {
                 names: broker.names(),
                 max_message_bytes: broker.max_message_bytes as usize,
                 connection_name: format!("{}-rpc", config.instance_name),
-                consumer_check_interval: Duration::from_millis(500),
+                consumer_check_interval: CONSUMER_CHECK_INTERVAL,
                 reply_mode: config.rpc_reply_mode,
             },
             shutdown.clone(),
@@ -88,7 +97,7 @@ impl Application {
         ));
         revocations
             .clone()
-            .spawn(&events, Duration::from_secs(30), shutdown.clone());
+            .spawn(&events, DENY_LIST_PURGE_INTERVAL, shutdown.clone());
         let ws = crate::ws::Hub::new(revocations.clone());
         ws.clone().spawn(&events, keys.clone(), shutdown.clone());
         let state = AppState(Arc::new(StateInner {

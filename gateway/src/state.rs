@@ -8,14 +8,14 @@ use authstack_protocol::rpc::{Call, CallContext, RpcRequest};
 use authstack_telemetry::Metrics;
 use serde_json::value::RawValue;
 
-use crate::auth::TokenCache;
 use crate::client_ip::TrustedProxies;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::keys::KeyManager;
-use crate::middleware::RequestIds;
+use crate::request_id::RequestIds;
 use crate::revocations::DenyList;
-use crate::ws::Hub;
+use crate::token_cache::TokenCache;
+use crate::ws::hub::Hub;
 use tokio::sync::Semaphore;
 
 /// Everything handlers need.

@@ -1,5 +1,5 @@
 //! Platform behaviour: replicas sharing the queue, broker outages, key reloads and JWKS.
-//! (Redelivery and idempotency are tested in auth-svc/tests/idempotency.rs.)
+//! (Redelivery and idempotency are tested in auth-svc/tests/service.rs.)
 
 mod common;
 

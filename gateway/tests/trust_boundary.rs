@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use authstack_protocol::{Event, EventKind};
 use common::*;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use serde_json::{Value, json};
 
 /// Publishes `event` on the stack's events exchange over `conn`; `Err` when the broker refuses.
@@ -18,32 +17,14 @@ async fn publish_event(
     conn: &lapin::Connection,
     event: &Event,
 ) -> Result<(), lapin::Error> {
-    let channel = conn.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    channel
-        .basic_publish(
-            app.names.events_exchange.as_str().into(),
-            event.kind.routing_key().into(),
-            BasicPublishOptions::default(),
-            &serde_json::to_vec(event).unwrap(),
-            lapin::BasicProperties::default(),
-        )
-        .await?
-        .await?;
-    // A refused publish closes the channel: a following operation reports it.
-    channel
-        .exchange_declare(
-            app.names.events_exchange.as_str().into(),
-            lapin::ExchangeKind::Topic,
-            lapin::options::ExchangeDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
+    let body = serde_json::to_vec(event).expect("an event serializes");
+    authstack_testkit::broker::publish_confirmed(
+        conn,
+        &app.names.events_exchange,
+        event.kind.routing_key(),
+        &body,
+    )
+    .await
 }
 
 fn forged_rotation(app: &TestApp, key: &authstack_keyring::KeyMaterial) -> Event {

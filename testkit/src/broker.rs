@@ -72,3 +72,45 @@ pub(crate) fn amqp_url(user: &str, password: &str, addr: SocketAddr) -> String {
         percent_encode(&acl().vhost)
     )
 }
+
+/// Publishes `body` to `exchange` with `routing_key` over `conn` with publisher confirms, and
+/// returns the broker's refusal (an access or routing error closes the channel; a passive
+/// declaration of `exchange` afterwards reports it) as `Err`.
+pub async fn publish_confirmed(
+    conn: &lapin::Connection,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+) -> Result<(), lapin::Error> {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body,
+            lapin::BasicProperties::default(),
+        )
+        .await?
+        .await?;
+    if exchange.is_empty() {
+        // The default exchange cannot be declared, even passively: a channel operation that
+        // always succeeds surfaces a refusal just as well.
+        return channel.basic_qos(1, Default::default()).await;
+    }
+    channel
+        .exchange_declare(
+            exchange.into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+}

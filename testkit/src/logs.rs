@@ -26,6 +26,11 @@ fn stem() -> String {
     format!("{exe}-{}", std::process::id())
 }
 
+/// The file [`capture`] writes this process's log lines to (one JSON object per line).
+pub fn file() -> PathBuf {
+    dir().join(format!("{}.jsonl", stem()))
+}
+
 fn open(extension: &str) -> Option<File> {
     let dir = dir();
     std::fs::create_dir_all(&dir).ok()?;

@@ -243,7 +243,8 @@ impl AuthService {
             (Some(id), Verification::Match) => (id, None),
             (Some(id), Verification::MatchRehashed(h)) => (id, Some(h)),
             _ => {
-                metrics::counter!("authstack_logins_total", "outcome" => "invalid_credentials").increment(1);
+                metrics::counter!("authstack_logins_total", "outcome" => "invalid_credentials")
+                    .increment(1);
                 return Err(invalid_credentials());
             }
         };

@@ -7,14 +7,15 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::{json_bytes, no_content, raw_json};
-use crate::auth::{Caller, SessionView};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::middleware::RequestContext;
 use crate::openapi::{
     BadInput, Conflicting, ErrorResponse, KeysUnavailable, Throttled, Unauthenticated, Upstream,
 };
+use crate::request_id::RequestContext;
 use crate::state::AppState;
+use crate::token_cache::SessionView;
 use authstack_protocol::{Account, TokenPair};
 
 fn anonymous(ctx: &RequestContext) -> CallContext {

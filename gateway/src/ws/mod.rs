@@ -24,8 +24,8 @@ pub use hub::Hub;
 use crate::auth;
 use crate::error::ApiError;
 use crate::extract::bad_parameter;
-use crate::middleware::RequestContext;
 use crate::openapi::ErrorResponse;
+use crate::request_id::RequestContext;
 use crate::state::AppState;
 
 /// tungstenite's read buffer, allocated per socket up front (its default, 128 KiB, made an idle

@@ -20,10 +20,11 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::hub::{Closer, Outbound, Subscription};
-use crate::auth::{self, VerifiedToken};
+use crate::auth;
 use crate::error::frame_error;
-use crate::middleware::RequestContext;
+use crate::request_id::RequestContext;
 use crate::state::AppState;
+use crate::token_cache::VerifiedToken;
 
 /// How long the gateway tries to deliver its close frame (and what was queued before it).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -118,7 +119,8 @@ async fn finish(
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
         return;
     };
-    metrics::counter!("authstack_gateway_ws_closed_total", "code" => code.code().to_string()).increment(1);
+    metrics::counter!("authstack_gateway_ws_closed_total", "code" => code.code().to_string())
+        .increment(1);
     tracing::info!(code = code.code(), reason = %reason, "closing WebSocket");
     let deliver = async {
         if code != CloseCode::TooSlow {
@@ -507,7 +509,8 @@ impl Reader {
             },
             _ = self.closer.closed() => return,
         };
-        metrics::counter!("authstack_gateway_ws_calls_total", "method" => call.method()).increment(1);
+        metrics::counter!("authstack_gateway_ws_calls_total", "method" => call.method())
+            .increment(1);
         let context = CallContext {
             request_id: request_id.clone(),
             access_token: Some(identity.raw.clone()),

@@ -30,11 +30,18 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::BusError;
 use crate::rpc_client::DEADLINE_HEADER;
 use crate::supervise::{connection_failed, supervise};
 use crate::topology;
+
+/// How long a shutting-down server waits for in-flight requests before leaving them to
+/// redelivery (below the 30 s default termination grace period of a pod).
+const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long publishing one reply may take before the request is requeued instead.
+const REPLY_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One request as the handler sees it.
 #[derive(Debug)]
@@ -143,16 +150,10 @@ async fn session<H: RpcHandler>(
             _ = shutdown.cancelled() => break Ok(()),
             e = &mut failure => break Err(e),
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                if let Ok((tag, published)) = done {
-                    if !published {
-                        // Back to the queue for another attempt (another replica, or after
-                        // reconnecting); settled as far as the ack prefix is concerned.
-                        let requeue = BasicNackOptions { multiple: false, requeue: true };
-                        if let Err(e) = channel.basic_nack(tag, requeue).await {
-                            break Err(BusError::Amqp(e));
-                        }
-                    }
-                    acks.complete(tag);
+                if let Ok((tag, published)) = done
+                    && let Err(e) = settle(&channel, &mut acks, tag, published).await
+                {
+                    break Err(e);
                 }
                 if (acks.batch_full() || in_flight.is_empty())
                     && let Err(e) = acks.flush(&channel).await
@@ -186,28 +187,43 @@ async fn session<H: RpcHandler>(
         let drain = async {
             while let Some(done) = in_flight.join_next().await {
                 if let Ok((tag, published)) = done {
-                    if !published {
-                        let requeue = BasicNackOptions {
-                            multiple: false,
-                            requeue: true,
-                        };
-                        let _ = channel.basic_nack(tag, requeue).await;
-                    }
-                    acks.complete(tag);
+                    // The channel is closing anyway: what cannot be settled is redelivered.
+                    let _ = settle(&channel, &mut acks, tag, published).await;
                 }
             }
         };
-        if tokio::time::timeout(Duration::from_secs(10), drain)
+        if tokio::time::timeout(SHUTDOWN_DRAIN_TIMEOUT, drain)
             .await
             .is_err()
         {
             tracing::warn!(
-                "in-flight requests still running after 10 s; abandoning them to redelivery"
+                timeout = ?SHUTDOWN_DRAIN_TIMEOUT,
+                "in-flight requests still running at shutdown; abandoning them to redelivery"
             );
         }
         let _ = acks.flush(&channel).await;
     }
     result
+}
+
+/// Settles a finished request as far as the ack prefix is concerned: a request whose reply
+/// could not be published goes back to the queue (nack with requeue) for another attempt, by
+/// another replica or after reconnecting.
+async fn settle(
+    channel: &Channel,
+    acks: &mut AckTracker,
+    tag: u64,
+    published: bool,
+) -> Result<(), BusError> {
+    if !published {
+        let requeue = BasicNackOptions {
+            multiple: false,
+            requeue: true,
+        };
+        channel.basic_nack(tag, requeue).await?;
+    }
+    acks.complete(tag);
+    Ok(())
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
@@ -320,12 +336,19 @@ async fn process<H: RpcHandler>(
                     .as_ref()
                     .map(|m| m.as_str().to_owned())
                     .unwrap_or_default();
+                // Every log line of the call names the HTTP request id the gateway assigned.
+                let span = tracing::info_span!(
+                    "call",
+                    request_id = %request.context.request_id,
+                    method = %request.method,
+                );
                 handler
                     .handle(IncomingCall {
                         request,
                         request_id,
                         redelivered: delivery.redelivered,
                     })
+                    .instrument(span)
                     .await
             }
             Err(e) => RpcReply::Error(ErrorBody::new(
@@ -364,7 +387,7 @@ async fn process<H: RpcHandler>(
                 .await?
                 .await
         };
-        if let Err(e) | Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(5), publish)
+        if let Err(e) | Ok(Err(e)) = tokio::time::timeout(REPLY_PUBLISH_TIMEOUT, publish)
             .await
             .map_err(|_| BusError::Timeout("publishing a reply"))
             .map(|r| r.map_err(BusError::from))

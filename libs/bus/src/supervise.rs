@@ -4,41 +4,35 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use lapin::{Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 
 use crate::BusError;
 
-/// Exponential backoff between reconnect attempts.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    current: Duration,
-}
+/// First delay before reconnecting after a failed attempt or a lost session.
+pub const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(100);
+/// Longest delay between reconnect attempts (jitter included).
+pub const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(2);
+/// How long one connection attempt may take (TCP, TLS and the AMQP handshake).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long closing a finished connection may take before it is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-impl Backoff {
-    /// Starts at `initial`, doubles up to `max`.
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Backoff {
-            initial,
-            max,
-            current: initial,
-        }
-    }
-
-    /// The next delay.
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.current;
-        self.current = (self.current * 2).min(self.max);
-        delay
-    }
-
-    /// Back to the initial delay (after a successful connection).
-    pub fn reset(&mut self) {
-        self.current = self.initial;
-    }
+/// Reconnect delays: exponential from [`RECONNECT_MIN_DELAY`], doubling, with jitter (so the
+/// replicas of a service do not reconnect in lockstep after a broker restart), never longer
+/// than [`RECONNECT_MAX_DELAY`], without end.
+fn reconnect_delays() -> impl Iterator<Item = Duration> {
+    // backon's jitter adds up to the delay itself: halving the cap keeps jittered delays below it.
+    ExponentialBuilder::new()
+        .with_min_delay(RECONNECT_MIN_DELAY)
+        .with_max_delay(RECONNECT_MAX_DELAY / 2)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .map(|d| d.min(RECONNECT_MAX_DELAY))
 }
 
 /// Opens one AMQP connection, giving up after `timeout`.
@@ -75,24 +69,23 @@ pub async fn supervise<S, Fut>(
     S: FnMut(Arc<Connection>) -> Fut,
     Fut: Future<Output = Result<(), BusError>>,
 {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    let mut delays = reconnect_delays();
     loop {
         if shutdown.is_cancelled() {
             return;
         }
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            c = connect(&url, &name, Duration::from_secs(5)) => c,
+            c = connect(&url, &name, CONNECT_TIMEOUT) => c,
         };
         match connected {
             Ok(conn) => {
                 let conn = Arc::new(conn);
-                backoff.reset();
+                delays = reconnect_delays();
                 tracing::info!(component = %name, "connected to the message broker");
                 let result = session(conn.clone()).await;
                 let _ =
-                    tokio::time::timeout(Duration::from_secs(2), conn.close(200, "closing".into()))
-                        .await;
+                    tokio::time::timeout(CLOSE_TIMEOUT, conn.close(200, "closing".into())).await;
                 match result {
                     Ok(()) => return,
                     Err(e) => {
@@ -104,7 +97,7 @@ pub async fn supervise<S, Fut>(
                 tracing::warn!(component = %name, error = %e, "cannot reach the message broker; retrying")
             }
         }
-        let delay = backoff.next_delay();
+        let delay = delays.next().unwrap_or(RECONNECT_MAX_DELAY);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
@@ -117,11 +110,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let delays: Vec<_> = (0..4).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(delays, [100, 200, 350, 350]);
-        b.reset();
-        assert_eq!(b.next_delay().as_millis(), 100);
+    fn reconnect_delays_grow_with_jitter_and_stay_under_the_cap() {
+        let delays: Vec<Duration> = reconnect_delays().take(12).collect();
+        assert_eq!(delays.len(), 12, "the sequence never ends");
+        assert!(delays.iter().all(|d| *d >= RECONNECT_MIN_DELAY));
+        assert!(delays.iter().all(|d| *d <= RECONNECT_MAX_DELAY));
+        // Late delays are near the cap: the sequence grows.
+        assert!(delays[11] >= RECONNECT_MAX_DELAY / 2, "{delays:?}");
+        // Jitter: two fresh sequences differ somewhere.
+        let other: Vec<Duration> = reconnect_delays().take(12).collect();
+        assert_ne!(delays, other);
     }
 }

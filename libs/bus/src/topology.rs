@@ -128,7 +128,7 @@ pub(crate) fn is_reply_address(reply_to: &str) -> bool {
 pub async fn delete(url: &str, queues: &[&str], exchanges: &[&str]) -> Result<(), BusError> {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
     let conn =
-        crate::supervise::connect(url, "authstack-cleanup", std::time::Duration::from_secs(5))
+        crate::supervise::connect(url, "authstack-cleanup", crate::supervise::CONNECT_TIMEOUT)
             .await?;
     for queue in queues {
         // A channel per deletion: a failed one (404) closes its channel.

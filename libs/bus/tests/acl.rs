@@ -15,11 +15,11 @@ use authstack_bus::{
 use authstack_protocol::broker::Component;
 use authstack_protocol::rpc::{Call, CallContext, RpcReply, RpcRequest};
 use authstack_protocol::{Event, EventKind};
-use authstack_testkit::broker::{broker_addr, component_url};
+use authstack_testkit::broker::{broker_addr, component_url, publish_confirmed};
 use common::*;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueDeclareOptions, QueuePurgeOptions,
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueDeclareOptions,
+    QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
@@ -97,41 +97,6 @@ fn assert_refused<T: std::fmt::Debug>(result: Result<T, lapin::Error>, resource:
         text.contains("ACCESS_REFUSED") && text.contains(resource),
         "expected ACCESS_REFUSED on {resource}, got: {text}"
     );
-}
-
-/// Publishes with publisher confirms, so a refusal comes back as the publish's error.
-async fn publish(
-    conn: &Connection,
-    exchange: &str,
-    key: &str,
-    body: &[u8],
-) -> Result<(), lapin::Error> {
-    let channel = conn.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    channel
-        .basic_publish(
-            exchange.into(),
-            key.into(),
-            BasicPublishOptions::default(),
-            body,
-            BasicProperties::default(),
-        )
-        .await?
-        .await?;
-    // A refused publish closes the channel; make sure we saw it.
-    channel
-        .queue_declare(
-            "amq.rabbitmq.reply-to".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map(|_| ())
 }
 
 /// A stack of its own: auth-svc's side running, a ready gateway client, and an attacker's view.
@@ -241,13 +206,13 @@ async fn the_gateway_user_cannot_consume_requests_publish_events_or_forge_replie
     ))
     .unwrap();
     assert_refused(
-        publish(&conn, &names.events_exchange, "keys.rotated", &forged).await,
+        publish_confirmed(&conn, &names.events_exchange, "keys.rotated", &forged).await,
         &names.events_exchange,
     );
     // Write into any queue directly through the default exchange (a forged reply, or a
     // request that skips the request exchange).
     assert_refused(
-        publish(&conn, "", &names.rpc_queue, b"{}").await,
+        publish_confirmed(&conn, "", &names.rpc_queue, b"{}").await,
         "amq.default",
     );
     // Redeclare the topology (e.g. delete and recreate the queue with a binding of its own).

@@ -99,6 +99,15 @@ impl PrivateRabbitMq {
         let file = self
             .dir
             .write("users.json", &definitions.to_string(), self.run_as)?;
+        // The node accepts AMQP connections while its boot steps still run, and
+        // `import_definitions` refuses a node whose `rabbit` app is not running yet.
+        let mut wait = self.command(&self.server.with_file_name("rabbitmqctl"));
+        wait.args(["-q", "-n", &self.node, "await_startup", "--timeout"])
+            .arg(START_TIMEOUT.as_secs().to_string());
+        run_to_completion(wait, self.run_as, "rabbitmqctl await_startup", || {
+            self.log_tail()
+        })
+        .await?;
         let mut cmd = self.command(&self.server.with_file_name("rabbitmqctl"));
         cmd.args(["-q", "-n", &self.node, "import_definitions"])
             .arg(&file);

@@ -91,11 +91,13 @@ impl BearerVerifier {
             && now <= hit.expires_at + self.expect.leeway_secs as i64
             && verifier.contains(&hit.kid)
         {
-            metrics::counter!("authstack_bearer_verifications_total", "outcome" => "cached").increment(1);
+            metrics::counter!("authstack_bearer_verifications_total", "outcome" => "cached")
+                .increment(1);
             return Ok(hit);
         }
         let verified = verifier.verify::<AccessClaims>(token).map_err(|e| {
-            metrics::counter!("authstack_bearer_verifications_total", "outcome" => "refused").increment(1);
+            metrics::counter!("authstack_bearer_verifications_total", "outcome" => "refused")
+                .increment(1);
             match e {
                 VerifyError::Expired => {
                     ErrorBody::new(ErrorCode::TokenExpired, "access token expired")
@@ -119,7 +121,8 @@ impl BearerVerifier {
         if let Some(c) = &self.cache {
             c.insert(token.to_owned(), identity.clone());
         }
-        metrics::counter!("authstack_bearer_verifications_total", "outcome" => "verified").increment(1);
+        metrics::counter!("authstack_bearer_verifications_total", "outcome" => "verified")
+            .increment(1);
         Ok(identity)
     }
 }

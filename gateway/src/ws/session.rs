@@ -118,7 +118,8 @@ async fn finish(
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
         return;
     };
-    metrics::counter!("authstack_gateway_ws_closed_total", "code" => code.code().to_string()).increment(1);
+    metrics::counter!("authstack_gateway_ws_closed_total", "code" => code.code().to_string())
+        .increment(1);
     tracing::info!(code = code.code(), reason = %reason, "closing WebSocket");
     let deliver = async {
         if code != CloseCode::TooSlow {
@@ -507,7 +508,8 @@ impl Reader {
             },
             _ = self.closer.closed() => return,
         };
-        metrics::counter!("authstack_gateway_ws_calls_total", "method" => call.method()).increment(1);
+        metrics::counter!("authstack_gateway_ws_calls_total", "method" => call.method())
+            .increment(1);
         let context = CallContext {
             request_id: request_id.clone(),
             access_token: Some(identity.raw.clone()),

@@ -200,9 +200,13 @@ impl Application {
     }
 }
 
+/// How often each replica deletes bookkeeping that can no longer matter
+/// ([`AuthService::purge_expired`]).
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
 fn spawn_housekeeping(service: Arc<AuthService>, shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -20,9 +20,11 @@ case "${1:-}" in
   *) echo "usage: $0 [--check]" >&2; exit 2 ;;
 esac
 
-# crate (cargo package), its schema, its migrations directory.
+# Each crate using the query macros: cargo package, directory (sources in src/, migrations in
+# migrations/), schema.
 crates=(
-  "auth-svc auth auth-svc/migrations"
+  "auth-svc auth-svc auth"
+  "authstack-chat chat chat"
 )
 
 db="authstack_sqlx_prepare_$(date +%s)_$$"
@@ -37,20 +39,20 @@ psql "$pg_admin" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE $db"
 url="${pg_admin%/*}/$db"
 packages=()
 for entry in "${crates[@]}"; do
-  read -r package schema migrations <<<"$entry"
+  read -r package dir schema <<<"$entry"
   packages+=(-p "$package")
-  files=("$migrations"/*.sql)
+  files=("$dir"/migrations/*.sql)
   psql "$url" -v ON_ERROR_STOP=1 -q -c "CREATE SCHEMA $schema" "${files[@]/#/-f}" >/dev/null
   # The macros only compile again when their crate does: mark its sources changed.
-  find "${package}/src" -name '*.rs' -exec touch {} +
+  find "$dir/src" -name '*.rs' -exec touch {} +
 done
 
-out="$root/.sqlx"
-[ "$check" -eq 1 ] && out="$work/sqlx"
+# Written aside first: a build that fails leaves .sqlx/ as it was.
+out="$work/sqlx"
 mkdir -p "$out"
-rm -f "$out"/query-*.json
 SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$out" DATABASE_URL="$url" \
   cargo check --locked --all-targets "${packages[@]}"
+count=$(find "$out" -name 'query-*.json' | wc -l)
 
 if [ "$check" -eq 1 ]; then
   if ! diff -r "$root/.sqlx" "$out" >"$work/diff"; then
@@ -58,8 +60,11 @@ if [ "$check" -eq 1 ]; then
     echo "[sqlx-prepare] .sqlx/ is stale: run make sqlx-prepare and commit .sqlx/" >&2
     exit 1
   fi
-  echo "[sqlx-prepare] .sqlx/ is up to date ($(ls "$out" | wc -l) statements)"
+  echo "[sqlx-prepare] .sqlx/ is up to date ($count statements)"
 else
-  echo "[sqlx-prepare] wrote $(ls "$out" | wc -l) statements to .sqlx/; checking an offline build"
+  mkdir -p "$root/.sqlx"
+  rm -f "$root"/.sqlx/query-*.json
+  cp "$out"/query-*.json "$root/.sqlx/"
+  echo "[sqlx-prepare] wrote $count statements to .sqlx/; checking an offline build"
   cargo check --locked --all-targets "${packages[@]}"
 fi

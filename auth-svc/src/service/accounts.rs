@@ -42,6 +42,7 @@ fn display_name_change(v: &Option<String>) -> DisplayNameChange<'_> {
     v.as_deref()
         .map(|s| Some(s.trim()).filter(|t| !t.is_empty()))
 }
+
 impl AuthService {
     pub(super) async fn register(
         &self,

@@ -10,7 +10,7 @@ use serde_json::json;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use super::{AuthService, Caller, Request, ServiceError, fail};
+use super::{AuthService, Caller, Request, ServiceError, ServiceSettings, fail};
 use crate::passwords::Verification;
 use crate::repo::accounts::LoginCandidate;
 use crate::repo::refresh::{NewRefreshToken, PresentedToken};
@@ -23,7 +23,7 @@ fn invalid_credentials() -> ServiceError {
 }
 
 /// Why a presented refresh token is refused before anything else is looked at.
-fn refusal(token: &PresentedToken, settings: &super::ServiceSettings) -> Option<ServiceError> {
+fn refusal(token: &PresentedToken, settings: &ServiceSettings) -> Option<ServiceError> {
     if token.session_revoked {
         return Some(fail(
             ErrorCode::InvalidToken,
@@ -43,7 +43,7 @@ fn refusal(token: &PresentedToken, settings: &super::ServiceSettings) -> Option<
 }
 
 /// When a session created at `created_at` ends (`AUTH_SESSION_MAX_LIFETIME` after its login).
-fn session_end(created_at: DateTime<Utc>, settings: &super::ServiceSettings) -> DateTime<Utc> {
+fn session_end(created_at: DateTime<Utc>, settings: &ServiceSettings) -> DateTime<Utc> {
     created_at + delta(settings.session_max_lifetime)
 }
 
@@ -52,7 +52,7 @@ fn session_end(created_at: DateTime<Utc>, settings: &super::ServiceSettings) -> 
 fn refresh_expiry(
     now: DateTime<Utc>,
     session_created_at: DateTime<Utc>,
-    settings: &super::ServiceSettings,
+    settings: &ServiceSettings,
 ) -> DateTime<Utc> {
     (now + delta(settings.refresh_ttl)).min(session_end(session_created_at, settings))
 }

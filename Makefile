@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help run test test-rust test-interop test-attacks test-logs-reset log-scan chaos services lint docs-check fmt crds crds-check bench bench-bearer bench-peers bench-rotation rotation-demo clean-test-dbs fuzz fuzz-smoke test-ws test-api test-api-long test-docs-browser bench-ws
+.PHONY: help run test test-rust test-interop test-attacks test-logs-reset log-scan chaos services lint docs-check fmt sqlx-prepare sqlx-check crds crds-check bench bench-bearer bench-peers bench-rotation rotation-demo clean-test-dbs fuzz fuzz-smoke test-ws test-api test-api-long test-docs-browser bench-ws
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ run: ## Run the platform locally: PostgreSQL, RabbitMQ, 2 auth-svc replicas, gat
 services: ## Install (if absent) and start PostgreSQL and RabbitMQ
 	scripts/ensure-services.sh
 
-test: services test-logs-reset lint docs-check test-rust test-interop test-attacks test-ws test-api test-docs-browser fuzz-smoke chart-check manifests-check log-scan ## Everything CI runs
+test: services test-logs-reset lint docs-check sqlx-check test-rust test-interop test-attacks test-ws test-api test-docs-browser fuzz-smoke chart-check manifests-check log-scan ## Everything CI runs
 	@echo "[test] all green"
 
 test-logs-reset: ## Start the run's log collection (.test-logs/) afresh
@@ -74,6 +74,12 @@ lint: ## rustfmt check and clippy with warnings as errors
 
 docs-check: ## Fail on references outside the repository, broken Markdown links, or a stale docs/metrics.md
 	scripts/check-self-contained.sh
+
+sqlx-prepare: services ## Regenerate .sqlx/ (compile-time checked SQL) against a throwaway migrated database; commit it
+	scripts/sqlx-prepare.sh
+
+sqlx-check: services ## Fail when .sqlx/ differs from what the queries and migrations need
+	scripts/sqlx-prepare.sh --check
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

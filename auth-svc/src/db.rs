@@ -70,11 +70,7 @@ pub async fn connect_and_migrate(
             Err(e) => return Err(e),
         }
     };
-    let schema_exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)")
-            .bind(SCHEMA)
-            .fetch_one(&pool)
-            .await?;
+    let schema_exists = crate::repo::maintenance::schema_exists(&pool, SCHEMA).await?;
     migrator(!schema_exists)
         .run(&pool)
         .await

@@ -44,7 +44,7 @@ async fn ready(State(p): State<Probe>) -> (StatusCode, String) {
     }
     let db = tokio::time::timeout(
         Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(&p.pool),
+        crate::repo::maintenance::ping(&p.pool),
     )
     .await;
     match db {

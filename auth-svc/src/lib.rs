@@ -16,6 +16,7 @@ pub mod keys;
 pub mod outbox;
 pub mod passwords;
 pub mod policy;
+mod repo;
 pub mod service;
 pub mod startup;
 pub mod throttle;

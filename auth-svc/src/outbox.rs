@@ -16,6 +16,8 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::repo;
+
 /// Rows published per round trip of the relay.
 const BATCH: i64 = 100;
 
@@ -25,21 +27,15 @@ pub async fn enqueue(conn: &mut PgConnection, events: &[Event]) -> Result<(), sq
         return Ok(());
     }
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    let keys: Vec<&str> = events.iter().map(|e| e.kind.routing_key()).collect();
+    let keys: Vec<String> = events
+        .iter()
+        .map(|e| e.kind.routing_key().to_owned())
+        .collect();
     let payloads: Vec<serde_json::Value> = events
         .iter()
         .map(|e| serde_json::to_value(e).unwrap_or_default())
         .collect();
-    sqlx::query(
-        "INSERT INTO auth.outbox (event_id, routing_key, payload)
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::jsonb[])",
-    )
-    .bind(ids)
-    .bind(keys)
-    .bind(payloads)
-    .execute(conn)
-    .await?;
-    Ok(())
+    repo::outbox::insert(conn, &ids, &keys, &payloads).await
 }
 
 /// Wakes this replica's relay after a commit that wrote events (events committed by other
@@ -124,24 +120,22 @@ impl From<sqlx::Error> for RelayError {
 /// Publishes up to [`BATCH`] rows; returns how many were confirmed and deleted.
 async fn publish_batch(pool: &PgPool, publisher: &ConfirmedPublisher) -> Result<usize, RelayError> {
     let mut tx = pool.begin().await?;
-    let rows: Vec<(i64, String, Uuid, String)> = sqlx::query_as(
-        "SELECT id, routing_key, event_id, payload::text FROM auth.outbox
-          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
+    let rows = repo::outbox::claim(&mut *tx, BATCH).await?;
     if rows.is_empty() {
         return Ok(0);
     }
     let mut pending = Vec::with_capacity(rows.len());
     let mut failure = None;
-    for (id, key, event_id, body) in &rows {
+    for row in &rows {
         match publisher
-            .publish(key, &event_id.to_string(), body.as_bytes())
+            .publish(
+                &row.routing_key,
+                &row.event_id.to_string(),
+                row.payload.as_bytes(),
+            )
             .await
         {
-            Ok(p) => pending.push((*id, key, p)),
+            Ok(p) => pending.push((row.id, &row.routing_key, p)),
             Err(e) => {
                 failure = Some(e);
                 break;
@@ -161,10 +155,7 @@ async fn publish_batch(pool: &PgPool, publisher: &ConfirmedPublisher) -> Result<
             }
         }
     }
-    sqlx::query("DELETE FROM auth.outbox WHERE id = ANY($1)")
-        .bind(&confirmed)
-        .execute(&mut *tx)
-        .await?;
+    repo::outbox::delete(&mut *tx, &confirmed).await?;
     tx.commit().await?;
     match failure {
         Some(e) => Err(RelayError::Bus(e)),

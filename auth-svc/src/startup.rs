@@ -48,8 +48,6 @@ pub enum StartupError {
 
 /// How long start-up waits for PostgreSQL to accept connections (it may start after us).
 const DATABASE_WAIT_AT_STARTUP: Duration = Duration::from_secs(60);
-/// How often expired bookkeeping (processed requests, spent tokens, old sessions) is purged.
-const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(600);
 
 /// A started auth-svc replica.
 pub struct Application {
@@ -204,6 +202,10 @@ impl Application {
         self.pool.close().await;
     }
 }
+
+/// How often each replica deletes bookkeeping that can no longer matter
+/// ([`AuthService::purge_expired`]).
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 fn spawn_housekeeping(service: Arc<AuthService>, shutdown: CancellationToken) {
     tokio::spawn(async move {

@@ -27,6 +27,8 @@ use authstack_protocol::ErrorBody;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use crate::repo;
+
 /// Delay of the first attempt beyond an address's threshold; it doubles per failure.
 pub const ADDRESS_DELAY_BASE: Duration = Duration::from_millis(100);
 /// Spacing of the first attempt beyond an account's backoff threshold; it doubles per failure.
@@ -134,7 +136,7 @@ fn rate_key(what: &str, per_minute: u32, address: Option<&str>) -> Option<Thrott
 }
 
 /// The stored state of one key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counter {
     /// Failures (attempts, for rate keys) in the current window.
     pub failures: i32,
@@ -276,14 +278,6 @@ pub enum Reservation {
     Refused(ErrorBody),
 }
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    key: String,
-    #[sqlx(flatten)]
-    counter: Counter,
-    now: DateTime<Utc>,
-}
-
 /// Reserves one attempt against `keys`, atomically across replicas.
 pub async fn reserve(
     pool: &PgPool,
@@ -293,20 +287,10 @@ pub async fn reserve(
     let mut keys = keys.to_vec();
     keys.sort_by(|a, b| a.key.cmp(&b.key));
     keys.dedup_by(|a, b| a.key == b.key);
-    let names: Vec<&str> = keys.iter().map(|k| k.key.as_str()).collect();
+    let names: Vec<String> = keys.iter().map(|k| k.key.clone()).collect();
     let mut tx = pool.begin().await?;
-    // Creates missing rows (as empty counters) and locks every row, in key order, so two
-    // attempts never wait for each other in a cycle.
-    let rows: Vec<Row> = sqlx::query_as(
-        "INSERT INTO auth.login_throttle AS t (key, failures, window_started_at, updated_at)
-         SELECT k, 0, now(), now() FROM unnest($1::text[]) WITH ORDINALITY AS u(k, i) ORDER BY i
-         ON CONFLICT (key) DO UPDATE SET key = t.key
-         RETURNING t.key, t.failures, t.window_started_at, t.locked_until, t.updated_at,
-                   now() AS now",
-    )
-    .bind(&names)
-    .fetch_all(&mut *tx)
-    .await?;
+    // Missing rows are created (as empty counters) and every row is locked, in key order.
+    let rows = repo::throttle::lock(&mut *tx, &names).await?;
     let now = rows.first().map_or_else(Utc::now, |r| r.now);
     let counters: Vec<Option<Counter>> = keys
         .iter()
@@ -318,27 +302,7 @@ pub async fn reserve(
             Ok(Reservation::Refused(body))
         }
         Decision::Proceed { delay, counters } => {
-            sqlx::query(
-                "UPDATE auth.login_throttle AS t
-                    SET failures = u.failures, window_started_at = u.window_started_at,
-                        locked_until = u.locked_until, updated_at = u.updated_at
-                   FROM unnest($1::text[], $2::int4[], $3::timestamptz[], $4::timestamptz[],
-                               $5::timestamptz[])
-                        AS u(key, failures, window_started_at, locked_until, updated_at)
-                  WHERE t.key = u.key",
-            )
-            .bind(&names)
-            .bind(counters.iter().map(|c| c.failures).collect::<Vec<_>>())
-            .bind(
-                counters
-                    .iter()
-                    .map(|c| c.window_started_at)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(counters.iter().map(|c| c.locked_until).collect::<Vec<_>>())
-            .bind(counters.iter().map(|c| c.updated_at).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
+            repo::throttle::store(&mut *tx, &names, &counters).await?;
             tx.commit().await?;
             Ok(Reservation::Granted(delay))
         }
@@ -348,29 +312,18 @@ pub async fn reserve(
 /// After a successful password check: forgets the pair's and the account's failures and gives
 /// the address its reservation back.
 pub async fn succeeded(pool: &PgPool, keys: &[ThrottleKey]) -> Result<(), sqlx::Error> {
-    let names = |pick: fn(KeyKind) -> bool| -> Vec<&str> {
+    let names = |pick: fn(KeyKind) -> bool| -> Vec<String> {
         keys.iter()
             .filter(|k| pick(k.kind))
-            .map(|k| k.key.as_str())
+            .map(|k| k.key.clone())
             .collect()
     };
-    // Rows are locked in key order first, like `reserve` does, so the two never deadlock.
-    sqlx::query(
-        "WITH locked AS (
-             SELECT key FROM auth.login_throttle WHERE key = ANY($1) OR key = ANY($2)
-              ORDER BY key FOR UPDATE
-         ), cleared AS (
-             DELETE FROM auth.login_throttle t USING locked
-              WHERE t.key = locked.key AND t.key = ANY($1)
-         )
-         UPDATE auth.login_throttle t SET failures = greatest(t.failures - 1, 0), updated_at = now()
-           FROM locked WHERE t.key = locked.key AND t.key = ANY($2)",
+    repo::throttle::clear_and_decrement(
+        pool,
+        &names(|k| matches!(k, KeyKind::Pair | KeyKind::Account)),
+        &names(|k| k == KeyKind::Address),
     )
-    .bind(names(|k| matches!(k, KeyKind::Pair | KeyKind::Account)))
-    .bind(names(|k| k == KeyKind::Address))
-    .execute(pool)
-    .await?;
-    Ok(())
+    .await
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The service library against the real PostgreSQL server: idempotent redelivery, concurrent
-//! migrations, rehashing on login.
+//! migrations, rehashing on login, housekeeping.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -253,6 +253,102 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
     result(new.handle(call(&login, "r-2", false)).await).unwrap();
     assert!(hash().await.contains("m=19456,t=2,p=1"), "{}", hash().await);
     result(new.handle(call(&login, "r-3", false)).await).unwrap();
+    pool.close().await;
+    shutdown.cancel();
+    cleanup.run().await;
+}
+
+#[tokio::test]
+async fn housekeeping_deletes_only_what_can_no_longer_matter() {
+    let (db, cleanup) = database().await;
+    let shutdown = CancellationToken::new();
+    let svc = service(&db, &shutdown).await;
+    result(svc.handle(call(&register("hana"), "h-1", false)).await).unwrap();
+    let login = Call::Login(LoginParams {
+        login: "hana".into(),
+        password: "correct horse battery".into(),
+    });
+    result(svc.handle(call(&login, "h-2", false)).await).unwrap();
+
+    // Old bookkeeping next to the login's: the registration's request id an hour and a minute
+    // old; a session revoked 25 hours ago and one revoked an hour ago; in the latter, a token
+    // expired 25 hours ago and one expired 23 hours ago, replaced 11 s ago (its sealed
+    // successor outlived every grace window); an idle throttle counter, and a locked one.
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    for sql in [
+        "UPDATE auth.processed_requests SET created_at = now() - interval '61 minutes'
+          WHERE request_id = 'h-1'",
+        "INSERT INTO auth.sessions (id, account_id, created_at, revoked_at)
+         SELECT '00000000-0000-0000-0000-00000000000a', id, now() - interval '2 days',
+                now() - interval '25 hours' FROM auth.accounts",
+        "INSERT INTO auth.sessions (id, account_id, revoked_at)
+         SELECT '00000000-0000-0000-0000-00000000000b', id, now() - interval '1 hour'
+           FROM auth.accounts",
+        "INSERT INTO auth.refresh_tokens (id, account_id, family_id, token_hash, expires_at)
+         SELECT '00000000-0000-0000-0000-0000000000c1', id,
+                '00000000-0000-0000-0000-00000000000b', '\\x01', now() - interval '25 hours'
+           FROM auth.accounts",
+        "INSERT INTO auth.refresh_tokens
+                (id, account_id, family_id, token_hash, expires_at, used_at, successor_sealed)
+         SELECT '00000000-0000-0000-0000-0000000000c2', id,
+                '00000000-0000-0000-0000-00000000000b', '\\x02', now() - interval '23 hours',
+                now() - interval '11 seconds', '\\x00'
+           FROM auth.accounts",
+        "INSERT INTO auth.login_throttle (key, failures, window_started_at, updated_at)
+         VALUES ('pair:idle@-', 1, now() - interval '2 days', now() - interval '25 hours')",
+        "INSERT INTO auth.login_throttle (key, failures, window_started_at, locked_until, updated_at)
+         VALUES ('pair:locked@-', 5, now() - interval '2 days', now() + interval '1 hour',
+                 now() - interval '25 hours')",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+
+    let removed = svc.purge_expired().await.unwrap();
+    assert_eq!(
+        removed, 4,
+        "one request id, one session, one token, one counter"
+    );
+    let texts = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(sql)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        texts("SELECT request_id FROM auth.processed_requests").await,
+        ["h-2"]
+    );
+    assert_eq!(
+        texts("SELECT key FROM auth.login_throttle").await,
+        ["pair:locked@-"]
+    );
+    assert_eq!(
+        texts(
+            "SELECT id::text FROM auth.sessions
+              WHERE id::text LIKE '00000000-0000-0000-0000-00000000000%'"
+        )
+        .await,
+        ["00000000-0000-0000-0000-00000000000b"]
+    );
+    assert_eq!(
+        texts(
+            "SELECT id::text || ':' || (successor_sealed IS NULL)::text FROM auth.refresh_tokens
+              WHERE family_id = '00000000-0000-0000-0000-00000000000b'"
+        )
+        .await,
+        ["00000000-0000-0000-0000-0000000000c2:true"]
+    );
+    let live_logins: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM auth.sessions s JOIN auth.refresh_tokens t ON t.family_id = s.id
+          WHERE s.revoked_at IS NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(live_logins, 1, "the login's session and token stay");
     pool.close().await;
     shutdown.cancel();
     cleanup.run().await;

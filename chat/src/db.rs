@@ -1,12 +1,14 @@
-//! PostgreSQL: the pool, the embedded migrations (schema `chat`) and every query.
+//! PostgreSQL: the pool, the embedded migrations (schema `chat`) and every query, each checked
+//! at compile time against the migrations (sqlx's macros, offline data in the workspace's
+//! `.sqlx/`; `make sqlx-prepare` regenerates it).
 
 use std::time::Duration;
 
 use authstack_protocol::chat::{Chat, Member, Message};
 use chrono::{DateTime, Utc};
+use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{FromRow, SqlSafeStr};
 use uuid::Uuid;
 
 /// The schema every table lives in.
@@ -22,11 +24,12 @@ pub const LEFT_CHANNEL: &str = "chat_left";
 /// database even when the schema exists, and a least-privilege role that owns only its schema
 /// does not have it.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    let schema_exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)")
-            .bind(SCHEMA)
-            .fetch_one(pool)
-            .await?;
+    let schema_exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1::text) AS "exists!""#,
+        SCHEMA
+    )
+    .fetch_one(pool)
+    .await?;
     let mut migrator = Migrator::with_migrations(vec![Migration::new(
         1,
         "init".into(),
@@ -50,7 +53,11 @@ pub fn pool(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
         .connect_lazy_with(options.application_name("authstack-chat")))
 }
 
-#[derive(FromRow)]
+/// Chats listed at most by [`list_chats`].
+pub const CHAT_LIST_LIMIT: i64 = 500;
+/// Messages read at most by one [`messages_for_fanout`] (a catch-up reads the rest next time).
+pub const FANOUT_LIMIT: i64 = 10_000;
+
 struct ChatRow {
     id: Uuid,
     name: String,
@@ -71,7 +78,6 @@ impl From<ChatRow> for Chat {
     }
 }
 
-#[derive(FromRow)]
 struct MessageRow {
     id: i64,
     chat_id: Uuid,
@@ -94,10 +100,6 @@ impl From<MessageRow> for Message {
     }
 }
 
-const CHAT_COLUMNS: &str = "c.id, c.name, c.created_by, c.created_at, \
-     (SELECT count(*) FROM chat.members m WHERE m.chat_id = c.id) AS members";
-const MESSAGE_COLUMNS: &str = "id, chat_id, author_id, author, body, sent_at";
-
 /// Creates a chat with its creator as the first member.
 pub async fn create_chat(
     pool: &PgPool,
@@ -107,18 +109,22 @@ pub async fn create_chat(
 ) -> Result<Chat, sqlx::Error> {
     let id = Uuid::new_v4();
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO chat.chats (id, name, created_by) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(name)
-        .bind(creator)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("INSERT INTO chat.members (chat_id, account_id, username) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(creator)
-        .bind(username)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO chat.chats (id, name, created_by) VALUES ($1, $2, $3)",
+        id,
+        name,
+        creator
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO chat.members (chat_id, account_id, username) VALUES ($1, $2, $3)",
+        id,
+        creator,
+        username
+    )
+    .execute(&mut *tx)
+    .await?;
     let chat = get_chat_in(&mut *tx, id).await?;
     tx.commit().await?;
     chat.ok_or(sqlx::Error::RowNotFound)
@@ -128,11 +134,15 @@ async fn get_chat_in<'e>(
     exec: impl sqlx::PgExecutor<'e>,
     id: Uuid,
 ) -> Result<Option<Chat>, sqlx::Error> {
-    let sql = format!("SELECT {CHAT_COLUMNS} FROM chat.chats c WHERE c.id = $1");
-    let row: Option<ChatRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(exec)
-        .await?;
+    let row = sqlx::query_as!(
+        ChatRow,
+        r#"SELECT c.id, c.name, c.created_by, c.created_at,
+                  (SELECT count(*) FROM chat.members m WHERE m.chat_id = c.id) AS "members!"
+             FROM chat.chats c WHERE c.id = $1"#,
+        id
+    )
+    .fetch_optional(exec)
+    .await?;
     Ok(row.map(Chat::from))
 }
 
@@ -141,27 +151,33 @@ pub async fn get_chat(pool: &PgPool, id: Uuid) -> Result<Option<Chat>, sqlx::Err
     get_chat_in(pool, id).await
 }
 
-/// The chats `account` is a member of (every chat when `account` is `None`), newest first.
+/// The chats `account` is a member of (every chat when `account` is `None`), newest first, at
+/// most [`CHAT_LIST_LIMIT`].
 pub async fn list_chats(pool: &PgPool, account: Option<Uuid>) -> Result<Vec<Chat>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {CHAT_COLUMNS} FROM chat.chats c WHERE $1::uuid IS NULL OR EXISTS \
-         (SELECT 1 FROM chat.members m WHERE m.chat_id = c.id AND m.account_id = $1) \
-         ORDER BY c.created_at DESC, c.id LIMIT 500"
-    );
-    let rows: Vec<ChatRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(account)
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query_as!(
+        ChatRow,
+        r#"SELECT c.id, c.name, c.created_by, c.created_at,
+                  (SELECT count(*) FROM chat.members m WHERE m.chat_id = c.id) AS "members!"
+             FROM chat.chats c
+            WHERE $1::uuid IS NULL
+               OR EXISTS (SELECT 1 FROM chat.members m WHERE m.chat_id = c.id AND m.account_id = $1)
+            ORDER BY c.created_at DESC, c.id LIMIT $2"#,
+        account,
+        CHAT_LIST_LIMIT
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().map(Chat::from).collect())
 }
 
 /// Whether `account` is a member of `chat`.
 pub async fn is_member(pool: &PgPool, chat: Uuid, account: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM chat.members WHERE chat_id = $1 AND account_id = $2)",
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM chat.members WHERE chat_id = $1 AND account_id = $2)
+             AS "member!""#,
+        chat,
+        account
     )
-    .bind(chat)
-    .bind(account)
     .fetch_one(pool)
     .await
 }
@@ -173,14 +189,14 @@ pub async fn join(
     account: Uuid,
     username: &str,
 ) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO chat.members (chat_id, account_id, username) \
-         SELECT id, $2, $3 FROM chat.chats WHERE id = $1 \
+    let inserted = sqlx::query!(
+        "INSERT INTO chat.members (chat_id, account_id, username)
+         SELECT id, $2, $3 FROM chat.chats WHERE id = $1
          ON CONFLICT (chat_id, account_id) DO UPDATE SET username = EXCLUDED.username",
+        chat,
+        account,
+        username
     )
-    .bind(chat)
-    .bind(account)
-    .bind(username)
     .execute(pool)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -189,14 +205,15 @@ pub async fn join(
 /// Removes `account` from `chat` and tells every replica (their sockets of that member close);
 /// `false` when it was not a member.
 pub async fn leave(pool: &PgPool, chat: Uuid, account: Uuid) -> Result<bool, sqlx::Error> {
-    let left: Option<bool> = sqlx::query_scalar(
-        "WITH gone AS (DELETE FROM chat.members WHERE chat_id = $1 AND account_id = $2 \
-         RETURNING chat_id, account_id) \
-         SELECT pg_notify($3, chat_id::text || ':' || account_id::text) IS NULL FROM gone",
+    let left = sqlx::query_scalar!(
+        "WITH gone AS (DELETE FROM chat.members WHERE chat_id = $1 AND account_id = $2
+                       RETURNING chat_id, account_id)
+         SELECT pg_notify($3, chat_id::text || ':' || account_id::text) IS NULL AS notified
+           FROM gone",
+        chat,
+        account,
+        LEFT_CHANNEL
     )
-    .bind(chat)
-    .bind(account)
-    .bind(LEFT_CHANNEL)
     .fetch_optional(pool)
     .await?;
     Ok(left.is_some())
@@ -204,19 +221,19 @@ pub async fn leave(pool: &PgPool, chat: Uuid, account: Uuid) -> Result<bool, sql
 
 /// The members of `chat`, in joining order.
 pub async fn members(pool: &PgPool, chat: Uuid) -> Result<Vec<Member>, sqlx::Error> {
-    let rows: Vec<(Uuid, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT account_id, username, joined_at FROM chat.members WHERE chat_id = $1 \
-         ORDER BY joined_at, account_id",
+    let rows = sqlx::query!(
+        "SELECT account_id, username, joined_at FROM chat.members WHERE chat_id = $1
+          ORDER BY joined_at, account_id",
+        chat
     )
-    .bind(chat)
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(account_id, username, joined_at)| Member {
-            account_id,
-            username,
-            joined_at,
+        .map(|r| Member {
+            account_id: r.account_id,
+            username: r.username,
+            joined_at: r.joined_at,
         })
         .collect())
 }
@@ -229,20 +246,32 @@ pub async fn post_message(
     author: Uuid,
     text: &str,
 ) -> Result<Option<Message>, sqlx::Error> {
-    let sql = format!(
-        "WITH m AS (INSERT INTO chat.messages (chat_id, author_id, author, body) \
-         SELECT chat_id, account_id, username, $3 FROM chat.members \
-         WHERE chat_id = $1 AND account_id = $2 RETURNING {MESSAGE_COLUMNS}) \
-         SELECT m.*, pg_notify($4, m.id::text) IS NULL AS notified FROM m"
-    );
-    let row: Option<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(chat)
-        .bind(author)
-        .bind(text)
-        .bind(MESSAGE_CHANNEL)
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.map(Message::from))
+    let row = sqlx::query!(
+        r#"WITH m AS (INSERT INTO chat.messages (chat_id, author_id, author, body)
+                      SELECT chat_id, account_id, username, $3 FROM chat.members
+                       WHERE chat_id = $1 AND account_id = $2
+                      RETURNING id, chat_id, author_id, author, body, sent_at)
+           SELECT m.id AS "id!", m.chat_id AS "chat_id!", m.author_id AS "author_id!",
+                  m.author AS "author!", m.body AS "body!", m.sent_at AS "sent_at!",
+                  pg_notify($4, m.id::text) IS NULL AS notified
+             FROM m"#,
+        chat,
+        author,
+        text,
+        MESSAGE_CHANNEL
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| {
+        Message::from(MessageRow {
+            id: r.id,
+            chat_id: r.chat_id,
+            author_id: r.author_id,
+            author: r.author,
+            body: r.body,
+            sent_at: r.sent_at,
+        })
+    }))
 }
 
 /// Which part of the history to read.
@@ -262,28 +291,32 @@ pub async fn messages(
     window: Window,
     limit: i64,
 ) -> Result<(Vec<Message>, bool), sqlx::Error> {
-    let (sql, bound) = match window {
-        Window::Before(before) => (
-            format!(
-                "SELECT {MESSAGE_COLUMNS} FROM chat.messages WHERE chat_id = $1 AND id < $2 \
-                 ORDER BY id DESC LIMIT $3"
-            ),
-            before.unwrap_or(i64::MAX),
-        ),
-        Window::After(after) => (
-            format!(
-                "SELECT {MESSAGE_COLUMNS} FROM chat.messages WHERE chat_id = $1 AND id > $2 \
-                 ORDER BY id ASC LIMIT $3"
-            ),
-            after,
-        ),
+    let mut rows = match window {
+        Window::Before(before) => {
+            sqlx::query_as!(
+                MessageRow,
+                "SELECT id, chat_id, author_id, author, body, sent_at FROM chat.messages
+                  WHERE chat_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                chat,
+                before.unwrap_or(i64::MAX),
+                limit + 1
+            )
+            .fetch_all(pool)
+            .await?
+        }
+        Window::After(after) => {
+            sqlx::query_as!(
+                MessageRow,
+                "SELECT id, chat_id, author_id, author, body, sent_at FROM chat.messages
+                  WHERE chat_id = $1 AND id > $2 ORDER BY id ASC LIMIT $3",
+                chat,
+                after,
+                limit + 1
+            )
+            .fetch_all(pool)
+            .await?
+        }
     };
-    let mut rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(chat)
-        .bind(bound)
-        .bind(limit + 1)
-        .fetch_all(pool)
-        .await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     if matches!(window, Window::Before(_)) {
@@ -293,32 +326,36 @@ pub async fn messages(
 }
 
 /// Messages with the given ids, or every message newer than `after` (a bounded catch-up after a
-/// lost listener connection), oldest first.
+/// lost listener connection), oldest first, at most [`FANOUT_LIMIT`].
 pub async fn messages_for_fanout(
     pool: &PgPool,
     ids: &[i64],
     after: Option<i64>,
 ) -> Result<Vec<Message>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM chat.messages WHERE id = ANY($1) OR id > $2 \
-         ORDER BY id LIMIT 10000"
-    );
-    let rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(ids)
-        .bind(after.unwrap_or(i64::MAX))
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query_as!(
+        MessageRow,
+        "SELECT id, chat_id, author_id, author, body, sent_at FROM chat.messages
+          WHERE id = ANY($1) OR id > $2 ORDER BY id LIMIT $3",
+        ids as &[i64],
+        after.unwrap_or(i64::MAX),
+        FANOUT_LIMIT
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().map(Message::from).collect())
 }
 
 /// The largest message id so far (0 when there is none).
 pub async fn last_message_id(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM chat.messages")
+    sqlx::query_scalar!(r#"SELECT COALESCE(max(id), 0) AS "last!" FROM chat.messages"#)
         .fetch_one(pool)
         .await
 }
 
 /// Whether the database answers.
 pub async fn ping(pool: &PgPool) -> bool {
-    sqlx::query("SELECT 1").execute(pool).await.is_ok()
+    sqlx::query!("SELECT 1 AS one")
+        .fetch_one(pool)
+        .await
+        .is_ok()
 }

@@ -11,39 +11,24 @@ use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::sessions::revoke_sessions;
-use super::{
-    AccountRow, AuthService, Request, ServiceError, account_columns, conflict_as_user_exists, fail,
-};
+use super::{AccountRow, AuthService, Request, ServiceError, conflict_as_user_exists, fail};
+use crate::repo::accounts::{self, DisplayNameChange};
+use crate::repo::sessions;
 use crate::throttle::{self, Reservation};
 
 fn not_found() -> ServiceError {
     fail(ErrorCode::NotFound, "account not found")
 }
 
-/// Key of the advisory lock that serialises changes to who is an administrator.
-const ADMINS_LOCK: i64 = 0x6175_7468_6164_6d6e;
-
 /// Takes the administrators lock in `conn`'s transaction and counts the active administrators.
 async fn lock_admins(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(ADMINS_LOCK)
-        .execute(&mut *conn)
-        .await?;
-    active_admins(conn).await
-}
-
-async fn active_admins(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM auth.accounts WHERE $1 = ANY(roles) AND NOT disabled")
-        .bind(ROLE_ADMIN)
-        .fetch_one(conn)
-        .await
+    accounts::lock_admins(conn, ROLE_ADMIN).await
 }
 
 /// After a change made under [`lock_admins`]: refuses it if it removed the last active
 /// administrator.
 async fn keep_an_admin(conn: &mut PgConnection, before: i64) -> Result<(), ServiceError> {
-    if before > 0 && active_admins(conn).await? == 0 {
+    if before > 0 && accounts::count_active_with_role(conn, ROLE_ADMIN).await? == 0 {
         return Err(fail(
             ErrorCode::Forbidden,
             "the last administrator cannot be removed, demoted or disabled",
@@ -52,13 +37,10 @@ async fn keep_an_admin(conn: &mut PgConnection, before: i64) -> Result<(), Servi
     Ok(())
 }
 
-/// `Some("")` clears a display name; `None` leaves it.
-fn display_name_change(v: &Option<String>) -> (bool, Option<String>) {
-    match v {
-        None => (false, None),
-        Some(s) if s.trim().is_empty() => (true, None),
-        Some(s) => (true, Some(s.trim().to_owned())),
-    }
+/// The change a requested display name makes: `Some("")` (blank) clears it; `None` leaves it.
+fn display_name_change(v: &Option<String>) -> DisplayNameChange<'_> {
+    v.as_deref()
+        .map(|s| Some(s.trim()).filter(|t| !t.is_empty()))
 }
 
 impl AuthService {
@@ -80,49 +62,29 @@ impl AuthService {
         // Cheap checks before hashing. User names are public handles: a taken one is said at
         // once. A taken email is not revealed (see `answer_taken_email`), so it costs the same
         // hash as a new account.
-        let (username_taken, email_owner): (bool, Option<Uuid>) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM auth.accounts WHERE lower(username) = lower($2)),
-                    (SELECT id FROM auth.accounts WHERE lower(email) = $1)",
-        )
-        .bind(&email)
-        .bind(&username)
-        .fetch_one(&self.pool)
-        .await?;
-        if username_taken {
+        let conflicts = accounts::registration_conflicts(&self.pool, &email, &username).await?;
+        if conflicts.username_taken {
             return Err(fail(
                 ErrorCode::UserExists,
                 "an account with this username already exists",
             ));
         }
         let hash = self.hasher.hash(p.password.0).await?;
-        if let Some(owner) = email_owner {
+        if let Some(owner) = conflicts.email_owner {
             return self
                 .answer_taken_email(email, username, p.display_name, owner, req)
                 .await;
         }
         let id = Uuid::new_v4();
         let mut tx = self.pool.begin().await?;
-        let inserted: Result<AccountRow, _> = sqlx::query_as(concat!(
-            "INSERT INTO auth.accounts (id, email, username, display_name) VALUES ($1, $2, $3, $4) RETURNING ",
-            account_columns!()
-        ))
-        .bind(id)
-        .bind(&email)
-        .bind(&username)
-        .bind(display_name_change(&p.display_name).1)
-        .fetch_one(&mut *tx)
-        .await;
+        let display_name = display_name_change(&p.display_name).flatten();
+        let inserted = accounts::insert(&mut *tx, id, &email, &username, display_name).await;
         let row = match inserted {
             Ok(row) => row,
             Err(e) if is_email_conflict(&e) => {
                 // A concurrent registration took the email first: answered like any taken one.
                 tx.rollback().await?;
-                let owner: Option<Uuid> =
-                    sqlx::query_scalar("SELECT id FROM auth.accounts WHERE lower(email) = $1")
-                        .bind(&email)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                return match owner {
+                return match accounts::email_owner(&self.pool, &email).await? {
                     Some(owner) => {
                         self.answer_taken_email(email, username, p.display_name, owner, req)
                             .await
@@ -132,11 +94,7 @@ impl AuthService {
             }
             Err(e) => return Err(conflict_as_user_exists(e)),
         };
-        sqlx::query("INSERT INTO auth.credentials (account_id, password_hash) VALUES ($1, $2)")
-            .bind(id)
-            .bind(hash)
-            .execute(&mut *tx)
-            .await?;
+        accounts::insert_password_hash(&mut *tx, id, &hash).await?;
         let account = Account::from(row);
         let event = Event::now(
             EventKind::AccountRegistered,
@@ -173,7 +131,9 @@ impl AuthService {
             id: Uuid::new_v4(),
             email,
             username,
-            display_name: display_name_change(&display_name).1,
+            display_name: display_name_change(&display_name)
+                .flatten()
+                .map(str::to_owned),
             roles: vec![ROLE_USER.to_owned()],
             disabled: false,
             created_at: now,
@@ -210,23 +170,16 @@ impl AuthService {
             self.verify_current_password(caller.id, password, req)
                 .await?;
         }
-        let (set_name, name) = display_name_change(&p.display_name);
+        let email = p.email.as_ref().map(|e| e.trim().to_lowercase());
+        let username = p.username.as_ref().map(|u| u.trim());
         let mut tx = self.pool.begin().await?;
-        let row: AccountRow = sqlx::query_as(concat!(
-            "UPDATE auth.accounts SET
-                email = coalesce($2, email),
-                username = coalesce($3, username),
-                display_name = CASE WHEN $4 THEN $5 ELSE display_name END,
-                updated_at = now()
-              WHERE id = $1 RETURNING ",
-            account_columns!()
-        ))
-        .bind(caller.id)
-        .bind(p.email.as_ref().map(|e| e.trim().to_lowercase()))
-        .bind(p.username.as_ref().map(|u| u.trim().to_owned()))
-        .bind(set_name)
-        .bind(name)
-        .fetch_one(&mut *tx)
+        let row = accounts::update_profile(
+            &mut *tx,
+            caller.id,
+            email.as_deref(),
+            username,
+            display_name_change(&p.display_name),
+        )
         .await
         .map_err(conflict_as_user_exists)?;
         let fields: Vec<&str> = [
@@ -276,12 +229,7 @@ impl AuthService {
         let mut tx = self.pool.begin().await?;
         let admins = lock_admins(&mut tx).await?;
         // Sessions, credentials and refresh tokens go with the account (ON DELETE CASCADE).
-        let deleted = sqlx::query("DELETE FROM auth.accounts WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
+        if !accounts::delete(&mut *tx, id).await? {
             return Err(not_found());
         }
         keep_an_admin(&mut tx, admins).await?;
@@ -311,18 +259,8 @@ impl AuthService {
         self.require_admin(req).await?;
         let limit = p.limit.unwrap_or(50);
         let offset = p.offset.unwrap_or(0);
-        let rows: Vec<AccountRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            account_columns!(),
-            " FROM auth.accounts ORDER BY created_at, id LIMIT $1 OFFSET $2"
-        ))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await?;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM auth.accounts")
-            .fetch_one(&self.pool)
-            .await?;
+        let rows = accounts::page(&self.pool, limit, offset).await?;
+        let total = accounts::count(&self.pool).await?;
         Ok(RpcReply::ok(&AccountPage {
             items: rows.into_iter().map(Account::from).collect(),
             total,
@@ -361,37 +299,20 @@ impl AuthService {
             r.dedup();
             r
         });
-        let (set_name, name) = display_name_change(&u.display_name);
         let mut tx = self.pool.begin().await?;
         // Who is an administrator changes one change at a time, and the caller must still be
         // one when its change runs (a concurrent demotion may have happened since).
         let admins = lock_admins(&mut tx).await?;
-        let still_admin: bool = sqlx::query_scalar(
-            "SELECT coalesce(bool_or($2 = ANY(roles) AND NOT disabled), false)
-               FROM auth.accounts WHERE id = $1",
-        )
-        .bind(admin.id)
-        .bind(ROLE_ADMIN)
-        .fetch_one(&mut *tx)
-        .await?;
-        if !still_admin {
+        if !accounts::is_active_with_role(&mut *tx, admin.id, ROLE_ADMIN).await? {
             return Err(admin_required());
         }
-        let row: Option<AccountRow> = sqlx::query_as(concat!(
-            "UPDATE auth.accounts SET
-                roles = coalesce($2, roles),
-                disabled = coalesce($3, disabled),
-                display_name = CASE WHEN $4 THEN $5 ELSE display_name END,
-                updated_at = now()
-              WHERE id = $1 RETURNING ",
-            account_columns!()
-        ))
-        .bind(p.id)
-        .bind(roles)
-        .bind(u.disabled)
-        .bind(set_name)
-        .bind(name)
-        .fetch_optional(&mut *tx)
+        let row = accounts::update_by_admin(
+            &mut *tx,
+            p.id,
+            roles.as_deref(),
+            u.disabled,
+            display_name_change(&u.display_name),
+        )
         .await?;
         let row = row.ok_or_else(not_found)?;
         keep_an_admin(&mut tx, admins).await?;
@@ -411,7 +332,7 @@ impl AuthService {
             json!({ "fields": fields, "by": admin.id }),
         )];
         if u.disabled == Some(true) {
-            let revoked = revoke_sessions(&mut tx, row.id, None, "account_disabled").await?;
+            let revoked = sessions::revoke_all(&mut *tx, row.id, None, "account_disabled").await?;
             events.push(self.sessions_revoked(row.id, "account_disabled", &revoked));
         }
         self.finish(

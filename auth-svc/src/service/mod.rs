@@ -17,7 +17,7 @@ use std::time::Duration;
 use authstack_bus::{IncomingCall, RpcHandler};
 use authstack_protocol::rpc::{Call, CallContext, RpcReply};
 use authstack_protocol::{ErrorBody, ErrorCode, Event, EventKind, Revocation};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
@@ -26,8 +26,17 @@ use crate::keys::KeyStore;
 use crate::outbox::{self, RelaySignal};
 use crate::passwords::{HashError, PasswordHasherPool};
 use crate::policy::Policy;
+pub(crate) use crate::repo::accounts::AccountRow;
+use crate::repo::{self, maintenance, processed};
 use crate::throttle::ThrottlePolicy;
 use crate::tokens::AccessTokenSettings;
+
+/// How long a processed request id is kept: far beyond any RPC deadline, so a redelivery is
+/// always recognised.
+pub const PROCESSED_REQUEST_RETENTION: Duration = Duration::from_secs(60 * 60);
+/// How long ended bookkeeping is kept before housekeeping deletes it: expired refresh tokens,
+/// revoked or expired sessions, idle throttling counters.
+pub const ENDED_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Token and throttling settings of the service.
 #[derive(Debug, Clone)]
@@ -89,42 +98,6 @@ pub(crate) fn fail(code: ErrorCode, message: &str) -> ServiceError {
     ServiceError::Client(ErrorBody::new(code, message))
 }
 
-/// A row of `auth.accounts`.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub(crate) struct AccountRow {
-    pub id: Uuid,
-    pub email: String,
-    pub username: String,
-    pub display_name: Option<String>,
-    pub roles: Vec<String>,
-    pub disabled: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<AccountRow> for authstack_protocol::Account {
-    fn from(r: AccountRow) -> Self {
-        authstack_protocol::Account {
-            id: r.id,
-            email: r.email,
-            username: r.username,
-            display_name: r.display_name,
-            roles: r.roles,
-            disabled: r.disabled,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        }
-    }
-}
-
-/// The columns of [`AccountRow`], for `SELECT`/`RETURNING`.
-macro_rules! account_columns {
-    () => {
-        "id, email, username, display_name, roles, disabled, created_at, updated_at"
-    };
-}
-pub(crate) use account_columns;
-
 /// Maps a unique violation on the account indexes to `auth.user_exists`.
 pub(crate) fn conflict_as_user_exists(e: sqlx::Error) -> ServiceError {
     if let sqlx::Error::Database(db) = &e
@@ -150,13 +123,6 @@ pub(crate) struct Caller {
     pub account: AccountRow,
     /// The session the token belongs to (`sid`).
     pub session_id: Uuid,
-}
-
-#[derive(sqlx::FromRow)]
-struct CallerRow {
-    #[sqlx(flatten)]
-    account: AccountRow,
-    session_live: bool,
 }
 
 /// The service: answers every [`Call`].
@@ -231,44 +197,50 @@ impl AuthService {
 
     /// Records the request id and writes `events` to the outbox in `tx`, commits and wakes the
     /// relay; if the request was already applied, rolls back and replays the first reply
-    /// instead.
+    /// instead. `store_reply`: keep `reply` for replays (never for fresh credentials).
     pub(crate) async fn finish(
         &self,
-        mut tx: Transaction<'static, Postgres>,
+        tx: Transaction<'static, Postgres>,
         req: Request<'_>,
         method: &str,
         reply: RpcReply,
         store_reply: bool,
         events: Vec<Event>,
     ) -> Result<RpcReply, ServiceError> {
-        if !req.id.is_empty() {
-            let stored = if store_reply {
-                serde_json::to_value(&reply).ok()
-            } else {
-                None
-            };
-            let inserted = sqlx::query(
-                "INSERT INTO auth.processed_requests (request_id, method, reply)
-                 VALUES ($1, $2, $3) ON CONFLICT (request_id) DO NOTHING",
-            )
-            .bind(req.id)
-            .bind(method)
-            .bind(stored.map(sqlx::types::Json))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                tx.rollback().await?;
-                metrics::counter!("authstack_rpc_replayed_requests_total").increment(1);
-                return self.replay(req.id).await;
-            }
+        let stored = if store_reply && !req.id.is_empty() {
+            serde_json::to_value(&reply).ok()
+        } else {
+            None
+        };
+        if self.commit_once(tx, req, method, stored, &events).await? {
+            Ok(reply)
+        } else {
+            self.replay(req.id).await
         }
-        outbox::enqueue(&mut tx, &events).await?;
+    }
+
+    /// Records the request id (with `stored_reply`, the reply to replay) and writes `events` to
+    /// the outbox in `tx`, commits and wakes the relay. False when the request id was already
+    /// applied: `tx` is rolled back then and nothing is stored.
+    pub(crate) async fn commit_once(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        req: Request<'_>,
+        method: &str,
+        stored_reply: Option<serde_json::Value>,
+        events: &[Event],
+    ) -> Result<bool, ServiceError> {
+        if !req.id.is_empty() && !processed::claim(&mut *tx, req.id, method, stored_reply).await? {
+            tx.rollback().await?;
+            metrics::counter!("authstack_rpc_replayed_requests_total").increment(1);
+            return Ok(false);
+        }
+        outbox::enqueue(&mut tx, events).await?;
         tx.commit().await?;
         if !events.is_empty() {
             self.relay.wake();
         }
-        Ok(reply)
+        Ok(true)
     }
 
     /// Writes events that belong to no transaction (e.g. a refused login) to the outbox.
@@ -290,15 +262,11 @@ impl AuthService {
 
     /// The reply of a request id that was already applied, if it was.
     async fn recorded(&self, request_id: &str) -> Result<Option<RpcReply>, ServiceError> {
-        let stored: Option<Option<sqlx::types::Json<serde_json::Value>>> =
-            sqlx::query_scalar("SELECT reply FROM auth.processed_requests WHERE request_id = $1")
-                .bind(request_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let stored = processed::stored_reply(&self.pool, request_id).await?;
         Ok(match stored {
             None => None,
             Some(Some(value)) => Some(
-                serde_json::from_str::<RpcReply>(&value.0.to_string())
+                serde_json::from_str::<RpcReply>(&value)
                     .map_err(|e| ServiceError::Signing(format!("stored reply unreadable: {e}")))?,
             ),
             Some(None) => Some(RpcReply::Error(ErrorBody::new(
@@ -319,19 +287,12 @@ impl AuthService {
             .as_ref()
             .ok_or_else(|| fail(ErrorCode::InvalidToken, "authentication required"))?;
         let identity = self.bearer.verify(&self.keys.current(), token.expose())?;
-        let row: Option<CallerRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            account_columns!(),
-            ", EXISTS (SELECT 1 FROM auth.sessions s
-                        WHERE s.id = $2 AND s.account_id = $1 AND s.revoked_at IS NULL
-                          AND s.created_at + make_interval(secs => $3) > now())
-                 AS session_live
-               FROM auth.accounts WHERE id = $1"
-        ))
-        .bind(identity.account_id)
-        .bind(identity.session_id)
-        .bind(self.settings.session_max_lifetime.as_secs_f64())
-        .fetch_optional(&self.pool)
+        let row = repo::accounts::find_with_session(
+            &self.pool,
+            identity.account_id,
+            identity.session_id,
+            self.settings.session_max_lifetime,
+        )
         .await?;
         match row {
             None => Err(fail(
@@ -360,14 +321,7 @@ impl AuthService {
 
     /// One account by id.
     pub(crate) async fn account(&self, id: Uuid) -> Result<Option<AccountRow>, sqlx::Error> {
-        sqlx::query_as(concat!(
-            "SELECT ",
-            account_columns!(),
-            " FROM auth.accounts WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
+        repo::accounts::find(&self.pool, id).await
     }
 
     /// The caller's account (see [`AuthService::authenticate`]).
@@ -398,36 +352,26 @@ impl AuthService {
         )
     }
 
-    /// Deletes bookkeeping that can no longer matter: processed request ids older than an
-    /// hour (far beyond any RPC deadline), refresh tokens expired for a day, sessions revoked
-    /// or past their lifetime for a day, stale throttles; and forgets sealed successors once
+    /// Deletes bookkeeping that can no longer matter: processed request ids older than
+    /// [`PROCESSED_REQUEST_RETENTION`], refresh tokens expired, sessions revoked or past their
+    /// lifetime, and idle throttles for [`ENDED_RETENTION`]; and forgets sealed successors once
     /// no grace window can still need them.
     pub async fn purge_expired(&self) -> Result<u64, sqlx::Error> {
-        let mut removed = 0;
-        for sql in [
-            "DELETE FROM auth.processed_requests WHERE created_at < now() - interval '1 hour'",
-            "DELETE FROM auth.refresh_tokens WHERE expires_at < now() - interval '1 day'",
-            "DELETE FROM auth.login_throttle
-              WHERE (locked_until IS NULL OR locked_until < now())
-                AND updated_at < now() - interval '1 day'",
-        ] {
-            removed += sqlx::query(sql).execute(&self.pool).await?.rows_affected();
-        }
-        removed += sqlx::query(
-            "DELETE FROM auth.sessions
-              WHERE revoked_at < now() - interval '1 day'
-                 OR created_at < now() - make_interval(secs => $1) - interval '1 day'",
+        let pool = &self.pool;
+        let removed = maintenance::delete_processed_requests(pool, PROCESSED_REQUEST_RETENTION)
+            .await?
+            + maintenance::delete_expired_refresh_tokens(pool, ENDED_RETENTION).await?
+            + maintenance::delete_idle_throttles(pool, ENDED_RETENTION).await?
+            + maintenance::delete_ended_sessions(
+                pool,
+                ENDED_RETENTION,
+                self.settings.session_max_lifetime,
+            )
+            .await?;
+        maintenance::forget_sealed_successors(
+            pool,
+            Duration::from_secs(authstack_protocol::limits::REFRESH_REUSE_GRACE_MAX_SECS),
         )
-        .bind(self.settings.session_max_lifetime.as_secs_f64())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        sqlx::query(
-            "UPDATE auth.refresh_tokens SET successor_sealed = NULL
-              WHERE successor_sealed IS NOT NULL AND used_at < now() - make_interval(secs => $1)",
-        )
-        .bind(authstack_protocol::limits::REFRESH_REUSE_GRACE_MAX_SECS as f64)
-        .execute(&self.pool)
         .await?;
         Ok(removed)
     }

@@ -1,0 +1,95 @@
+//! `auth.refresh_tokens`: SHA-256 hashes of refresh tokens, each in a session (`family_id`).
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// A refresh token about to be stored: its id and hash (the token itself goes to the client).
+pub(crate) struct NewRefreshToken {
+    pub id: Uuid,
+    pub hash: Vec<u8>,
+}
+
+/// A presented refresh token, locked with its session, and its account.
+pub(crate) struct PresentedToken {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    /// Its session.
+    pub family_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    /// When it was replaced by its successor.
+    pub used_at: Option<DateTime<Utc>>,
+    /// The successor pair, sealed with a key derived from this token.
+    pub successor_sealed: Option<Vec<u8>>,
+    pub session_created_at: DateTime<Utc>,
+    pub session_revoked: bool,
+    pub roles: Vec<String>,
+    pub disabled: bool,
+    /// The database's clock (transaction start), the time every rule of the refresh uses.
+    pub now: DateTime<Utc>,
+}
+
+/// Stores a refresh token of `session`.
+pub(crate) async fn insert(
+    db: impl PgExecutor<'_>,
+    token: &NewRefreshToken,
+    account: Uuid,
+    session: Uuid,
+    expires_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO auth.refresh_tokens (id, account_id, family_id, token_hash, expires_at)
+         VALUES ($1, $2, $3, $4, $5)",
+        token.id,
+        account,
+        session,
+        &token.hash,
+        expires_at
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The token hashed `hash`, locked together with its session row (`FOR UPDATE`), so refreshes
+/// of one token run one at a time and a refresh and a revocation of its session are serialised.
+pub(crate) async fn lock_presented(
+    db: impl PgExecutor<'_>,
+    hash: &[u8],
+) -> sqlx::Result<Option<PresentedToken>> {
+    sqlx::query_as!(
+        PresentedToken,
+        r#"SELECT t.id, t.account_id, t.family_id, t.expires_at, t.used_at, t.successor_sealed,
+                  s.created_at AS session_created_at,
+                  s.revoked_at IS NOT NULL AS "session_revoked!",
+                  a.roles, a.disabled, now() AS "now!"
+             FROM auth.refresh_tokens t
+             JOIN auth.sessions s ON s.id = t.family_id
+             JOIN auth.accounts a ON a.id = t.account_id
+            WHERE t.token_hash = $1
+              FOR UPDATE OF t, s"#,
+        hash
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Marks token `id` as replaced by `successor`, keeping the successor's sealed answer for the
+/// grace window.
+pub(crate) async fn mark_replaced(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    successor: Uuid,
+    successor_sealed: Option<&[u8]>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE auth.refresh_tokens SET used_at = now(), replaced_by = $2, successor_sealed = $3
+          WHERE id = $1",
+        id,
+        successor,
+        successor_sealed
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

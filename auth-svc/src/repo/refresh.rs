@@ -74,19 +74,31 @@ pub(crate) async fn lock_presented(
     .await
 }
 
-/// Marks token `id` as replaced by `successor`, keeping the successor's sealed answer for the
-/// grace window.
-pub(crate) async fn mark_replaced(
+/// Replaces token `id` by `successor` in one statement (refresh is a hot path: one round trip):
+/// stores the successor in the same session and marks `id` used, keeping the successor's
+/// sealed answer for the grace window.
+pub(crate) async fn replace(
     db: impl PgExecutor<'_>,
     id: Uuid,
-    successor: Uuid,
+    successor: &NewRefreshToken,
+    account: Uuid,
+    session: Uuid,
+    expires_at: DateTime<Utc>,
     successor_sealed: Option<&[u8]>,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "UPDATE auth.refresh_tokens SET used_at = now(), replaced_by = $2, successor_sealed = $3
+        "WITH child AS (
+             INSERT INTO auth.refresh_tokens (id, account_id, family_id, token_hash, expires_at)
+             VALUES ($2, $3, $4, $5, $6)
+         )
+         UPDATE auth.refresh_tokens SET used_at = now(), replaced_by = $2, successor_sealed = $7
           WHERE id = $1",
         id,
-        successor,
+        successor.id,
+        account,
+        session,
+        &successor.hash,
+        expires_at,
         successor_sealed
     )
     .execute(db)

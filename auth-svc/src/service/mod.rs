@@ -80,11 +80,35 @@ impl ServiceError {
         match self {
             ServiceError::Client(body) => body,
             ServiceError::Hash(HashError::Busy) => ErrorBody::at_capacity(1),
+            ServiceError::Db(e) if database_unavailable(&e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                ErrorBody {
+                    retry_after_secs: Some(1),
+                    ..ErrorBody::new(
+                        ErrorCode::RpcUnavailable,
+                        "the database is unavailable; try again shortly",
+                    )
+                }
+            }
             other => {
                 tracing::error!(error = %other, "internal error");
                 ErrorBody::new(ErrorCode::Internal, "internal error")
             }
         }
+    }
+}
+
+/// Whether a database error means PostgreSQL is (for now) out of reach rather than a bug: no
+/// connection within the pool's timeout, a broken connection, or the server shutting down or
+/// starting (SQLSTATE class 08, 57P01–57P03). Those are answered `rpc.unavailable` (503), which
+/// clients retry, never `common.internal_error`.
+fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
     }
 }
 
@@ -415,5 +439,24 @@ impl RpcHandler for AuthService {
                 RpcReply::Error(e.into_body())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_not_an_internal_error() {
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ] {
+            let body = ServiceError::Db(e).into_body();
+            assert_eq!(body.code, ErrorCode::RpcUnavailable);
+            assert_eq!(body.retry_after_secs, Some(1));
+        }
+        let bug = ServiceError::Db(sqlx::Error::RowNotFound).into_body();
+        assert_eq!(bug.code, ErrorCode::Internal);
     }
 }

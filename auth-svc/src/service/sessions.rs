@@ -288,15 +288,16 @@ impl AuthService {
         let (pair, successor) = self.new_pair(token.account_id, &token.roles, token.family_id)?;
         let sealed = self.seal_successor(presented, &pair)?;
         let expires_at = refresh_expiry(token.now, token.session_created_at, &self.settings);
-        refresh::insert(
+        refresh::replace(
             &mut *tx,
+            token.id,
             &successor,
             token.account_id,
             token.family_id,
             expires_at,
+            sealed.as_deref(),
         )
         .await?;
-        refresh::mark_replaced(&mut *tx, token.id, successor.id, sealed.as_deref()).await?;
         self.finish(
             tx,
             req,

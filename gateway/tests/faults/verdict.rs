@@ -35,6 +35,9 @@ pub struct Verdict {
     pub hung: usize,
     /// Requests the gateway never answered (connection errors).
     pub unanswered: usize,
+    /// Requests answered 500: an outage must be a 503 the client can retry, never an
+    /// internal error.
+    pub internal_errors: usize,
     pub failures_by_code: BTreeMap<String, usize>,
     pub registrations: usize,
     pub logins: usize,
@@ -146,6 +149,10 @@ impl Verdict {
                 .iter()
                 .filter(|r| matches!(r.outcome, Outcome::Transport(_)))
                 .count(),
+            internal_errors: failed
+                .iter()
+                .filter(|r| matches!(r.outcome, Outcome::Status(500, _)))
+                .count(),
             failures_by_code,
             registrations: ledger.registered.len(),
             logins: ledger.sessions.len(),
@@ -181,6 +188,13 @@ impl Verdict {
         rule(
             self.unanswered > 0,
             format!("{} requests got no HTTP answer", self.unanswered),
+        );
+        rule(
+            self.internal_errors > 0,
+            format!(
+                "{} requests answered 500 instead of a retryable 503",
+                self.internal_errors
+            ),
         );
         match self.first_success {
             None => rule(true, "no RPC request succeeded after recovery".into()),

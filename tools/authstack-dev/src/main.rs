@@ -50,8 +50,8 @@ enum Command {
         /// Begin a rotation now (a new pending key).
         #[arg(long)]
         start: bool,
-        /// Revoke this kid at once (repeatable).
-        #[arg(long)]
+        /// Revoke this kid at once (repeatable; key ids may start with `-`).
+        #[arg(long, allow_hyphen_values = true)]
         revoke: Vec<String>,
         /// Seconds a pending key is published before it signs.
         #[arg(long, default_value_t = 10)]
@@ -237,4 +237,31 @@ async fn main() -> anyhow::Result<()> {
         Command::Show { dir } => show(&read_ring(&dir)?),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    /// A kid is base64url: one in 64 starts with `-`, and must still be revocable.
+    #[test]
+    fn a_kid_starting_with_a_hyphen_can_be_revoked() {
+        let cli = Cli::try_parse_from([
+            "authstack-dev",
+            "rotate",
+            "--dir",
+            "keys",
+            "--revoke",
+            "-HooF2zLoi5ae0-upMo3gg",
+            "--propagation-delay",
+            "0",
+        ])
+        .expect("parses");
+        match cli.command {
+            Command::Rotate { revoke, .. } => assert_eq!(revoke, ["-HooF2zLoi5ae0-upMo3gg"]),
+            _ => panic!("not the rotate command"),
+        }
+    }
 }

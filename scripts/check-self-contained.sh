@@ -11,7 +11,8 @@
 #   - the code records a metric that docs/metrics.md does not list, or the page lists one the
 #     code no longer records (names recorded with `metrics::counter!("…")` and the like, or
 #     defined as `pub const X: &str = "…";` in a `metrics.rs`), or records one outside the
-#     `authstack_` prefix.
+#     `authstack_` prefix;
+#   - a file holds a merge conflict marker.
 # Files are those git tracks plus new, not ignored ones (so it works before the first commit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -132,6 +133,13 @@ for f in files:
         for m in page.finditer(line):
             if not (root / "docs" / m.group(1)).is_file():
                 problems.append(f"{f}:{n}: names docs/{m.group(1)}, which does not exist")
+
+# 5. Leftover merge conflict markers.
+conflict = re.compile(r"^(<{7} |>{7} |={7}$)", re.M)
+for f in files:
+    body = text(f)
+    if body and (m := conflict.search(body)):
+        problems.append(f"{f}:{body[:m.start()].count(chr(10)) + 1}: merge conflict marker")
 
 # 4. Metrics recorded by the code (tests excluded) versus docs/metrics.md.
 recorded = {}

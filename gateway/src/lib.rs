@@ -21,6 +21,7 @@ pub mod startup;
 pub mod state;
 pub mod token_cache;
 pub mod ws;
+pub mod ws_hub;
 
 pub use config::Config;
 pub use startup::Application;

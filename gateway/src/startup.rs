@@ -98,7 +98,7 @@ impl Application {
         revocations
             .clone()
             .spawn(&events, DENY_LIST_PURGE_INTERVAL, shutdown.clone());
-        let ws = crate::ws::Hub::new(revocations.clone());
+        let ws = crate::ws_hub::Hub::new(revocations.clone());
         ws.clone().spawn(&events, keys.clone(), shutdown.clone());
         let state = AppState(Arc::new(StateInner {
             ws,

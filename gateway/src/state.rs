@@ -15,7 +15,7 @@ use crate::keys::KeyManager;
 use crate::request_id::RequestIds;
 use crate::revocations::DenyList;
 use crate::token_cache::TokenCache;
-use crate::ws::hub::Hub;
+use crate::ws_hub::Hub;
 use tokio::sync::Semaphore;
 
 /// Everything handlers need.

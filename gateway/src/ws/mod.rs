@@ -3,10 +3,9 @@
 //! The upgrade is accepted whenever the request is a WebSocket handshake; everything after it,
 //! authentication failures included, is reported with a close code
 //! ([`authstack_protocol::ws::CloseCode`]), because browsers cannot read the status of a
-//! refused handshake. [`hub`] fans the process's one event subscription out to the sockets;
+//! refused handshake. [`crate::ws_hub`] fans the process's one event subscription out to the sockets;
 //! [`session`] runs one socket.
 
-pub mod hub;
 mod session;
 
 use authstack_protocol::ErrorBody;
@@ -19,7 +18,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 
-pub use hub::Hub;
+pub use crate::ws_hub::Hub;
 
 use crate::auth;
 use crate::error::ApiError;

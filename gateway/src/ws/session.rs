@@ -19,12 +19,12 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::hub::{Closer, Outbound, Subscription};
 use crate::auth;
 use crate::error::frame_error;
 use crate::request_id::RequestContext;
 use crate::state::AppState;
 use crate::token_cache::VerifiedToken;
+use crate::ws_hub::{Closer, Outbound, Subscription};
 
 /// How long the gateway tries to deliver its close frame (and what was queued before it).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -15,7 +15,8 @@ the gateway's Service (ClusterIP, kube-proxy) while
      ahead, then runs the same load and prober with no `rotate` request at all. The operator's
      own timer starts the rotation; the check asserts that neither the rotation counter nor
      the ring's observed counter moved, that the rotation started at the scheduled moment
-     (status `lastRotationTime`), and that tokens carry the new key.
+     (status `lastRotationTime`) with the operator's event saying `scheduled`, and that tokens
+     carry the new key.
 
 Reports, for each rotation, requests served and failed, p50/p99 before, during and after
 (loadgen phases) and the time from the rotation's start (the request, or the scheduled moment)
@@ -236,6 +237,11 @@ def scheduled_rotation(args: argparse.Namespace, base: str, delay: float) -> Mea
     check(abs(started - scheduled_at) <= 5,
           f"the rotation started {started - scheduled_at:+.0f} s from the scheduled moment")
     check(keys.get("activeKid") == measured.new_kid, f"the new key {measured.new_kid} is the active key")
+    events = json.loads(kubectl("-n", NAMESPACE_STACK, "get", "events", "--field-selector",
+                                f"involvedObject.name={STACK},reason=KeyRotated", "-o", "json"))["items"]
+    started_events = [e.get("message", "") for e in events if e.get("action") == f"StartRotation {measured.new_kid}"]
+    check(any("Rotation started (scheduled)" in m for m in started_events),
+          f"the operator's event for {measured.new_kid}: {started_events}")
     return measured
 
 

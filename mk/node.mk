@@ -35,7 +35,7 @@ node-check: images node-binaries ## The operator's pod specs as static pods of a
 test-node: images ## The platform on a real node: cluster-up NODE=real, helm install, the sample Ready, the gateway through its Service; cluster-down after (~2 min warm)
 	$(NODE_ROOT)/scripts/node/test-node.sh
 
-bench-rotation-cluster: images ## test-node plus a rotation and a revoke under load through the gateway's Service: failures, p99 before/during/after
+bench-rotation-cluster: images ## test-node plus a requested rotation, a revoke and a rotation by schedule under load through the gateway's Service: failures, p99 before/during/after
 	$(NODE_ROOT)/scripts/node/test-node.sh --rotation
 
 test-node-faults: images ## test-node plus the PostgreSQL, RabbitMQ and an auth-svc pod deleted under load: recovery times, no account lost, no gateway restart

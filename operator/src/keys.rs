@@ -229,6 +229,30 @@ pub fn event_for(action: &RotationAction) -> (&'static str, bool, String) {
     }
 }
 
+/// Longest `action` of an events.k8s.io Event (the API server refuses longer ones).
+const EVENT_ACTION_MAX: usize = 128;
+
+/// The Event `action` of a rotation step: the step and the key it concerns. kube-rs' event
+/// recorder merges events of one object with the same type, reason and action within six
+/// minutes into a series that keeps the first note, so every step of every key needs an action
+/// of its own (with a single action, a promotion two minutes after its rotation started, or a
+/// scheduled rotation soon after a requested one, never showed).
+pub fn event_action(action: &RotationAction) -> String {
+    let (step, kid) = match action {
+        RotationAction::Bootstrapped { kid } => ("Bootstrap", kid),
+        RotationAction::RotationStarted { kid, .. } => ("StartRotation", kid),
+        RotationAction::Promoted { kid, .. } => ("Promote", kid),
+        RotationAction::Removed { kid } => ("Remove", kid),
+        RotationAction::Revoked { kid, .. } => ("Revoke", kid),
+        RotationAction::EmergencyActivated { kid } => ("ActivateEarly", kid),
+        RotationAction::PendingReplaced { kid } => ("DropPending", kid),
+    };
+    format!("{step} {kid}")
+        .chars()
+        .take(EVENT_ACTION_MAX)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use authstack_keyring::material::generate;
@@ -304,6 +328,16 @@ mod tests {
         let (reason, warning, note) = event_for(&q.actions[0]);
         assert_eq!((reason, warning), ("KeyRotated", false));
         assert!(note.contains(&pending[0]), "{note}");
+        // The start and the promotion, two minutes apart, are two events, not one series.
+        assert_eq!(event_for(&p.actions[0]).0, reason);
+        assert_eq!(
+            event_action(&p.actions[0]),
+            format!("StartRotation {}", pending[0])
+        );
+        assert_eq!(
+            event_action(&q.actions[0]),
+            format!("Promote {}", pending[0])
+        );
         // Retiring key removed after propagation delay + access TTL + skew.
         let removal = later + Duration::minutes(2) + Duration::minutes(15) + Duration::seconds(30);
         assert_eq!(q.next_deadline, Some(removal));

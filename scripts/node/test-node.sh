@@ -2,7 +2,8 @@
 # `make test-node` / `make bench-rotation-cluster`: AuthStack on a real node, from scratch to
 # nothing left: `make cluster-up NODE=real`, then scripts/node/cluster_check.py (helm install,
 # the minimal sample Ready, the gateway answering through its Service), with --rotation also
-# scripts/node/rotation_check.py (rotation and revoke under load through the Service), with
+# scripts/node/rotation_check.py (a requested rotation, a revoke and a rotation by schedule under
+# load through the Service), with
 # --faults scripts/node/fault_check.py (PostgreSQL, RabbitMQ and auth-svc pods deleted under
 # load), and `make cluster-down` whatever happened. Expects the images of `make images`.
 #

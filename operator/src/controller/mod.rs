@@ -153,7 +153,8 @@ impl Context {
             } else {
                 EventType::Normal
             };
-            self.publish(stack, type_, reason, "RotateKeys", note).await;
+            self.publish(stack, type_, reason, &keys::event_action(action), note)
+                .await;
         }
     }
 }

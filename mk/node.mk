@@ -20,7 +20,7 @@ node-down: ## Stop the node and remove everything it created (processes, mounts,
 
 images-check: images ## The archives agree with the Dockerfile and the operator's pod specs, and rebuild byte-identical
 	@mkdir -p $(NODE_CHECK_DIR)
-	$(NODE_ROOT)/target/release/authstack-render $(NODE_ROOT)/manifests/samples/minimal.yaml --namespace auth \
+	$(or $(CARGO_TARGET_DIR),$(NODE_ROOT)/target)/release/authstack-render $(NODE_ROOT)/manifests/samples/minimal.yaml --namespace auth \
 	  --postgres-image $(IMAGE_REGISTRY)/postgres:17 --rabbitmq-image $(IMAGE_REGISTRY)/rabbitmq:4.0 \
 	  > $(NODE_CHECK_DIR)/rendered.yaml
 	cd $(NODE_ROOT)/scripts/images && "$$(./venv.sh)" check_images.py --images $(NODE_ROOT)/target/images \
@@ -29,7 +29,7 @@ images-check: images ## The archives agree with the Dockerfile and the operator'
 node-check: images node-binaries ## The operator's pod specs as static pods of a real kubelet: Ready, hardened, answering
 	$(NODE_ROOT)/scripts/node/up.sh --kubelet
 	status=0; "$$($(NODE_ROOT)/scripts/images/venv.sh)" $(NODE_ROOT)/scripts/node/kubelet_check.py \
-	  --render $(NODE_ROOT)/target/release/authstack-render --work $(NODE_CHECK_DIR) || status=$$?; \
+	  --render $(or $(CARGO_TARGET_DIR),$(NODE_ROOT)/target)/release/authstack-render --work $(NODE_CHECK_DIR) || status=$$?; \
 	  $(NODE_ROOT)/scripts/node/down.sh; exit $$status
 
 test-node: images ## The platform on a real node: cluster-up NODE=real, helm install, the sample Ready, the gateway through its Service; cluster-down after (~2 min warm)

@@ -25,6 +25,13 @@ from rootfs import Rootfs, RootfsError
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+
+
+def release_dir(configured: str) -> Path:
+    """Where cargo put the release binaries: `$CARGO_TARGET_DIR/release` when that is set (as
+    cargo does), else `configured` (images.toml's `release_dir`) under the repository."""
+    target = os.environ.get("CARGO_TARGET_DIR")
+    return Path(target) / "release" if target else REPO / configured
 NSSWITCH = (
     "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\n"
     "protocols: files\nservices: files\nethers: files\nrpc: files\n"
@@ -129,7 +136,7 @@ def service_images(cfg: dict, args: argparse.Namespace, cache: Path, epoch: int)
         for copy in target.copies:
             if copy.stage != df["build_stage"] or not copy.source.startswith(df["build_output"] + "/"):
                 raise SystemExit(f"{target_name}: COPY --from={copy.stage} {copy.source} is not a build output")
-            binary = REPO / df["release_dir"] / copy.source.removeprefix(df["build_output"] + "/")
+            binary = release_dir(df["release_dir"]) / copy.source.removeprefix(df["build_output"] + "/")
             if not binary.is_file():
                 raise SystemExit(f"{binary} is missing: build the release binaries first (make images does)")
             app.file(copy.dest, binary.read_bytes(), copy.mode, copy.uid, copy.gid, epoch)

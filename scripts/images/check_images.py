@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 import dockerfile
+from build import release_dir
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -139,7 +140,7 @@ def check_dockerfile_targets(images: Path) -> None:
             f = a.files[path]
             check((f.info.uid, f.info.gid, f.info.mode & 0o7777) == (copy.uid, copy.gid, copy.mode),
                   f"{name}: {copy.dest} owned {copy.uid}:{copy.gid} mode {copy.mode:o} as COPY says")
-            binary = REPO / df["release_dir"] / posixpath.basename(copy.source)
+            binary = release_dir(df["release_dir"]) / posixpath.basename(copy.source)
             check(hashlib.sha256(f.data).digest() == hashlib.sha256(binary.read_bytes()).digest(),
                   f"{name}: {copy.dest} is target/release/{binary.name}")
         check(a.which(target.entrypoint[0]) != "", f"{name}: the entrypoint resolves")

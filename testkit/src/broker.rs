@@ -74,15 +74,15 @@ pub(crate) fn amqp_url(user: &str, password: &str, addr: SocketAddr) -> String {
 }
 
 /// Publishes `body` to `exchange` with `routing_key` over `conn` with publisher confirms, and
-/// returns the broker's refusal (an access or routing error closes the channel; a passive
-/// declaration of `exchange` afterwards reports it) as `Err`.
+/// returns the broker's refusal as `Err`: a refused publish (no permission, no such exchange)
+/// closes the channel, which the next synchronous operation on it reports.
 pub async fn publish_confirmed(
     conn: &lapin::Connection,
     exchange: &str,
     routing_key: &str,
     body: &[u8],
 ) -> Result<(), lapin::Error> {
-    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+    use lapin::options::{BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions};
     let channel = conn.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
@@ -97,20 +97,6 @@ pub async fn publish_confirmed(
         )
         .await?
         .await?;
-    if exchange.is_empty() {
-        // The default exchange cannot be declared, even passively: a channel operation that
-        // always succeeds surfaces a refusal just as well.
-        return channel.basic_qos(1, Default::default()).await;
-    }
-    channel
-        .exchange_declare(
-            exchange.into(),
-            lapin::ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
+    // Any round trip on the channel will do; basic.qos needs no permission.
+    channel.basic_qos(1, BasicQosOptions::default()).await
 }

@@ -45,10 +45,18 @@ pub async fn connect(url: &str, name: &str, timeout: Duration) -> Result<Connect
 }
 
 /// Resolves when the connection reports an error (socket closed, broker gone, heartbeat missed).
+///
+/// lapin also reports a channel closed by the broker (a refused passive declare, say) as an
+/// error event of its connection; the connection itself is still up then, so that one is
+/// ignored here and left to whoever owns the channel.
 pub async fn connection_failed(conn: &Connection) -> BusError {
     let mut events = Box::pin(conn.events_listener());
     while let Some(event) = events.next().await {
         if let lapin::Event::Error(e) = event {
+            if conn.status().connected() {
+                tracing::debug!(error = %e, "a channel failed; the connection is still up");
+                continue;
+            }
             return BusError::Amqp(e);
         }
     }

@@ -401,3 +401,24 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     client_shutdown.cancel();
     delete_queue(&queue).await;
 }
+
+#[tokio::test]
+async fn a_client_without_auth_svc_keeps_one_steady_connection() {
+    // Before auth-svc declares its queue, the consumer check's passive declare is refused
+    // (404, channel closed). That must not end the client's session: the connection stays
+    // up, so it is seen connected at every look, not in brief flashes between reconnects.
+    let queue = unique_names();
+    let shutdown = CancellationToken::new();
+    let client = client(&amqp_url(), &queue, &shutdown);
+    assert!(eventually(10, || client.is_connected()).await);
+    let mut down = 0;
+    for _ in 0..300 {
+        if !client.is_connected() {
+            down += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(down, 0, "the connection dropped at {down} of 300 looks");
+    assert!(!client.has_consumers());
+    shutdown.cancel();
+}

@@ -25,7 +25,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -43,6 +43,11 @@ pub struct Limits {
 const NOT_STARTED: u64 = u64::MAX;
 
 /// Activity of one connection, shared by its socket, its requests and its watchdog.
+///
+/// Requests and reads only record times in atomics; nothing wakes the watchdog per request.
+/// Instead the watchdog never sleeps longer than the header read timeout at a time, so its
+/// first look after a head starts comes before that head's deadline, and from then on it
+/// sleeps until exactly that deadline.
 struct Activity {
     started: Instant,
     /// Requests dispatched and not yet answered.
@@ -52,13 +57,11 @@ struct Activity {
     /// When (ms since `started`) the first byte of the next request arrived, or
     /// [`NOT_STARTED`].
     head_started_ms: AtomicU64,
-    /// Wakes the watchdog when a deadline changes (a head starts, a request ends).
-    changed: Notify,
 }
 
 /// What the watchdog does next.
 enum Next {
-    /// Nothing to enforce while requests run; look again at this time.
+    /// No deadline has passed; look again at this time.
     Recheck(Instant),
     /// The head must be complete by then, or the socket is closed.
     HeadDeadline(Instant),
@@ -73,7 +76,6 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
             head_started_ms: AtomicU64::new(NOT_STARTED),
-            changed: Notify::new(),
         }
     }
 
@@ -85,31 +87,37 @@ impl Activity {
         self.started + Duration::from_millis(ms)
     }
 
-    /// Bytes arrived on the socket.
+    /// Bytes arrived on the socket: the first ones after an idle period start a head.
     fn on_read(&self) {
         if self.in_flight.load(Ordering::Acquire) == 0
-            && self
-                .head_started_ms
-                .compare_exchange(
-                    NOT_STARTED,
-                    self.now_ms(),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
+            && self.head_started_ms.load(Ordering::Acquire) == NOT_STARTED
         {
-            self.changed.notify_one();
+            let _ = self.head_started_ms.compare_exchange(
+                NOT_STARTED,
+                self.now_ms(),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
         }
     }
 
+    /// The deadline in force now, or when to look again (never later than a head that starts
+    /// from now on could need).
     fn next(&self, limits: &Limits) -> Next {
+        let look_again = Instant::now() + limits.header_read_timeout;
         if self.in_flight.load(Ordering::Acquire) > 0 {
-            return Next::Recheck(Instant::now() + Duration::from_millis(500));
+            return Next::Recheck(look_again);
         }
         match self.head_started_ms.load(Ordering::Acquire) {
-            NOT_STARTED => Next::IdleDeadline(
-                self.at(self.idle_since_ms.load(Ordering::Acquire)) + limits.idle_timeout,
-            ),
+            NOT_STARTED => {
+                let idle_deadline =
+                    self.at(self.idle_since_ms.load(Ordering::Acquire)) + limits.idle_timeout;
+                if idle_deadline <= look_again {
+                    Next::IdleDeadline(idle_deadline)
+                } else {
+                    Next::Recheck(look_again)
+                }
+            }
             started => Next::HeadDeadline(self.at(started) + limits.header_read_timeout),
         }
     }
@@ -134,7 +142,6 @@ impl Drop for InFlight {
             .idle_since_ms
             .store(self.0.now_ms(), Ordering::Release);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.changed.notify_one();
     }
 }
 
@@ -261,11 +268,13 @@ async fn serve_connection(
         .with_upgrades();
     tokio::pin!(conn);
     let mut closing = false;
+    let watchdog = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(watchdog);
     loop {
-        let next = activity.next(&limits);
-        let wake = match next {
+        let wake = match activity.next(&limits) {
             Next::Recheck(at) | Next::HeadDeadline(at) | Next::IdleDeadline(at) => at,
         };
+        watchdog.as_mut().reset(wake.into());
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -277,9 +286,7 @@ async fn serve_connection(
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            // A deadline moved: compute the next one.
-            _ = activity.changed.notified() => {}
-            _ = tokio::time::sleep_until(wake.into()) => {
+            _ = &mut watchdog => {
                 // Re-evaluate: a request may have started or finished meanwhile.
                 match activity.next(&limits) {
                     Next::HeadDeadline(at) if at <= Instant::now() => {

@@ -148,6 +148,29 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
         "{:?}",
         started.elapsed()
     );
+
+    // On a kept-alive connection: one request answered, a pause, then half a head. The head's
+    // own deadline applies, not the (long) idle one.
+    let mut stream = TcpStream::connect(host(&app)).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    stream.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let (_, after) = wait_for_close(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("a kept-alive connection with a half-sent second head still open after 5 s");
+    assert!(
+        after < Duration::from_millis(2000),
+        "closed only after {after:?}"
+    );
     app.teardown().await;
 }
 

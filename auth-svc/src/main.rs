@@ -5,6 +5,11 @@ use auth_svc::{Application, Config};
 use authstack_bus::CancellationToken;
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: cheaper per-call allocations on the RPC path, measured
+/// by `make bench` (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "auth-svc", version, about = "AuthStack authentication service")]
 struct Cli {

@@ -5,6 +5,11 @@ use authstack_bus::CancellationToken;
 use clap::Parser;
 use gateway::{Application, Config};
 
+/// mimalloc instead of glibc's malloc: per-request allocations (headers, bodies, futures) cost
+/// less, measured by `make bench` (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();

@@ -171,6 +171,21 @@ for name, where in sorted(recorded.items()):
 for name in sorted(documented - recorded.keys()):
     problems.append(f"docs/metrics.md lists {name}, which no code records")
 
+# The bench's targets (bench/targets.json) are the ones docs/performance.md states.
+targets_file, perf_page = root / "bench/targets.json", root / "docs/performance.md"
+if targets_file.is_file() and perf_page.is_file():
+    import json
+    t = json.loads(targets_file.read_text(encoding="utf-8"))
+    perf = perf_page.read_text(encoding="utf-8")
+    stated = {
+        "session_ratio": f"≥ {t['session_ratio']}×", "session_p99_ms": f"p99 < {t['session_p99_ms']} ms",
+        "users_me_rps": f"≥ {t['users_me_rps']:,}/s", "users_me_p99_ms": f"p99 < {t['users_me_p99_ms']} ms",
+        "refresh_rps": f"≥ {t['refresh_rps']:,}/s", "login_ratio": f"≥ {t['login_ratio']}×",
+    }
+    for key, phrase in stated.items():
+        if phrase not in perf:
+            problems.append(f"docs/performance.md does not state bench/targets.json's {key} as '{phrase}'")
+
 if problems:
     print("\n".join(problems), file=sys.stderr)
     print(f"[docs-check] {len(problems)} problem(s)", file=sys.stderr)

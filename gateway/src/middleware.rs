@@ -1,12 +1,13 @@
 //! Per-request plumbing: request ids, client addresses, error rendering and HTTP metrics.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use authstack_protocol::{ErrorBody, ErrorCode};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -24,7 +25,8 @@ fn client_ip(req: &Request, proxies: &TrustedProxies) -> Option<String> {
 
 /// The outermost layer: assigns the request id, runs the request in a `request` span carrying
 /// it (so every log line written while the request is handled names it), renders
-/// [`ErrorBody`] responses as JSON and logs server-side failures (5xx).
+/// [`ErrorBody`] responses as JSON, logs server-side failures (5xx) and marks responses
+/// uncacheable ([`no_store`]).
 pub async fn request_context(
     State(state): State<AppState>,
     mut req: Request,
@@ -74,35 +76,72 @@ pub async fn request_context(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
+    no_store(&mut response);
     response
 }
 
-/// The outermost layer: API responses carry tokens, claims or account data, so no cache —
-/// browser, proxy or CDN — may store them (RFC 6749 section 5.1, RFC 9111). Responses that
-/// chose their own caching (the public JWKS) keep it.
-pub async fn no_store(req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
+/// API responses carry tokens, claims or account data, so no cache — browser, proxy or CDN —
+/// may store them (RFC 6749 section 5.1, RFC 9111). Responses that chose their own caching
+/// (the public JWKS) keep it.
+fn no_store(response: &mut Response) {
     let headers = response.headers_mut();
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     }
-    response
+}
+
+/// The handles of `authstack_http_requests_total` and `authstack_http_request_duration_seconds`,
+/// registered once per route template, method and status: a request then costs two atomic
+/// updates instead of building labels and looking them up in the registry.
+#[derive(Default)]
+pub struct HttpMetrics {
+    routes: RwLock<HashMap<String, RouteMetrics>>,
+}
+
+struct RouteMetrics {
+    duration: metrics::Histogram,
+    requests: HashMap<(Method, u16), metrics::Counter>,
+}
+
+impl HttpMetrics {
+    fn record(&self, route: &str, method: &Method, status: u16, seconds: f64) {
+        if let Ok(routes) = self.routes.read()
+            && let Some(r) = routes.get(route)
+            && let Some(counter) = r.requests.get(&(method.clone(), status))
+        {
+            r.duration.record(seconds);
+            counter.increment(1);
+            return;
+        }
+        let Ok(mut routes) = self.routes.write() else {
+            return;
+        };
+        let r = routes.entry(route.to_owned()).or_insert_with(|| RouteMetrics {
+            duration: metrics::histogram!("authstack_http_request_duration_seconds", "route" => route.to_owned()),
+            requests: HashMap::new(),
+        });
+        r.duration.record(seconds);
+        r.requests
+            .entry((method.clone(), status))
+            .or_insert_with(|| {
+                metrics::counter!("authstack_http_requests_total", "method" => method.to_string(), "route" => route.to_owned(), "status" => status.to_string())
+            })
+            .increment(1);
+    }
 }
 
 /// Route-level layer: request counts and latency per route template.
-pub async fn http_metrics(req: Request, next: Next) -> Response {
+pub async fn http_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::histogram!("authstack_http_request_duration_seconds", "route" => route.clone())
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!("authstack_http_requests_total", "method" => method, "route" => route, "status" => status)
-        .increment(1);
+    state.http_metrics.record(
+        route.as_ref().map_or("unmatched", |p| p.as_str()),
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }

@@ -116,6 +116,7 @@ impl Application {
             rpc,
             keys,
             metrics,
+            http_metrics: Default::default(),
             config,
         }));
 

@@ -12,6 +12,7 @@ use crate::client_ip::TrustedProxies;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::keys::KeyManager;
+use crate::middleware::HttpMetrics;
 use crate::request_id::RequestIds;
 use crate::revocations::DenyList;
 use crate::token_cache::TokenCache;
@@ -37,6 +38,8 @@ pub struct StateInner {
     pub proxies: TrustedProxies,
     /// Metrics renderer.
     pub metrics: Metrics,
+    /// The HTTP request metrics' handles.
+    pub http_metrics: HttpMetrics,
     /// Clock skew allowed on cached tokens.
     pub leeway_secs: i64,
     /// Request id generator.

@@ -265,14 +265,37 @@ async fn metrics_are_served_on_their_own_listener_only() {
         .assert_error(404, "common.not_found");
     let healthz = app.get("/healthz", None).await;
     assert_eq!(healthz.status, StatusCode::OK);
+    // Three HEAD requests (no other test sends HEAD): counted under their method, route
+    // template and status, and timed under their route.
+    for _ in 0..3 {
+        let head = app
+            .http
+            .head(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), StatusCode::OK);
+    }
     let metrics = app.http.get(&app.metrics).send().await.unwrap();
     assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    let head_count = text
+        .lines()
+        .find(|l| {
+            l.starts_with("authstack_http_requests_total{")
+                && l.contains(r#"method="HEAD""#)
+                && l.contains(r#"route="/healthz""#)
+                && l.contains(r#"status="200""#)
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(head_count, Some(3.0), "{text}");
     assert!(
-        metrics
-            .text()
-            .await
-            .unwrap()
-            .contains("authstack_http_requests_total")
+        text.lines().any(
+            |l| l.starts_with("authstack_http_request_duration_seconds_count{")
+                && l.contains(r#"route="/healthz""#)
+        ),
+        "{text}"
     );
     app.teardown().await;
 }

@@ -10,7 +10,7 @@ use authstack_protocol::ErrorCode;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{StatusCode, header};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::response::Response;
 use axum::routing::get;
 use utoipa::OpenApi;
@@ -21,7 +21,7 @@ use crate::openapi::ApiDoc;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
-use crate::middleware::{http_metrics, no_store, request_context};
+use crate::middleware::{http_metrics, request_context};
 use crate::state::AppState;
 
 /// A JSON response passing auth-svc's result through untouched.
@@ -49,10 +49,9 @@ pub(crate) fn no_content() -> Response {
 pub fn router(state: AppState) -> Router {
     let (api, description) = documented_routes().split_for_parts();
     api.merge(crate::openapi::docs_router(description))
-        .route_layer(from_fn(http_metrics))
+        .route_layer(from_fn_with_state(state.clone(), http_metrics))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
         .layer(from_fn_with_state(state.clone(), request_context))
-        .layer(from_fn(no_store))
         .with_state(state)
 }
 

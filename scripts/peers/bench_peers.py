@@ -20,6 +20,7 @@ $PEERS_REPORT (default: target/bench-peers.json).
 """
 import concurrent.futures
 import json
+import re
 import os
 import shutil
 import signal
@@ -116,7 +117,8 @@ class System:
         psql(f"CREATE DATABASE {self.db}")
         t0 = time.monotonic()
         self.launch()
-        bl.wait_until(lambda: self.ready() or self.check_alive(), 300, self.label)
+        # A process that exited fails the start at once (ready() raises while nothing listens).
+        bl.wait_until(lambda: self.check_alive() or self.ready(), 300, self.label)
         return time.monotonic() - t0
 
     def check_alive(self):
@@ -195,6 +197,18 @@ class System:
         return status, (json.loads(raw) if status == 200 else raw)
 
 
+def broker_env(suffix):
+    """The broker names and users of one run (`scripts/broker-users.py env`), as a dict."""
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts/broker-users.py"), "env", suffix],
+                         check=True, capture_output=True, text=True).stdout
+    env = {}
+    for line in out.splitlines():
+        m = re.match(r"export (\w+)='([^']*)'$", line.strip())
+        if m:
+            env[m.group(1)] = m.group(2)
+    return env
+
+
 class AuthStack(System):
     name, label = "authstack", "AuthStack"
     hash_desc = f"argon2id m={ARGON2['memory_kib']} KiB t={ARGON2['iterations']} p={ARGON2['parallelism']}"
@@ -208,9 +222,10 @@ class AuthStack(System):
         self.base = f"http://127.0.0.1:{self.port}"
         self.jwks_url, self.issuer = f"{self.base}/.well-known/jwks.json", self.base
         cpus = os.cpu_count() or 2
+        # Broker names and users within the broker's permissions (libs/protocol/broker-acl.json).
+        self.broker = broker_env(f"peers-{self.id}")
         env = {"DATABASE_URL": f"{PG_BASE}/{self.db}", "AUTH_KEY_DIR": keys, "LOG_FORMAT": "json",
-               "RUST_LOG": "warn", "AUTH_RPC_QUEUE": f"peers.rpc.{self.id}",
-               "AUTH_EVENTS_EXCHANGE": f"peers.events.{self.id}", "AUTH_ISSUER": self.base,
+               "RUST_LOG": "warn", **self.broker, "AUTH_ISSUER": self.base,
                "GATEWAY_LISTEN": f"127.0.0.1:{self.port}", "AUTH_ACCESS_TOKEN_TTL": str(TOKEN_LIFETIME_S),
                "AUTH_ARGON2_MEMORY_KIB": str(ARGON2["memory_kib"]),
                "AUTH_ARGON2_ITERATIONS": str(ARGON2["iterations"]),
@@ -219,8 +234,9 @@ class AuthStack(System):
                "AUTH_HASHING_THREADS": str(max(1, cpus // 2)), "AUTH_KEY_POLL_MS": "500"}
         for i in (1, 2):
             self.spawn(f"auth-svc-{i}", [f"{BIN}/auth-svc"],
-                       {**env, "AUTH_HTTP_LISTEN": f"127.0.0.1:{bl.free_port()}", "AUTH_INSTANCE_NAME": f"peers-auth-{i}"})
-        self.spawn("gateway", [f"{BIN}/gateway"], env)
+                       {**env, "AMQP_URL": self.broker["AUTH_SVC_AMQP_URL"],
+                        "AUTH_HTTP_LISTEN": f"127.0.0.1:{bl.free_port()}", "AUTH_INSTANCE_NAME": f"peers-auth-{i}"})
+        self.spawn("gateway", [f"{BIN}/gateway"], {**env, "AMQP_URL": self.broker["GATEWAY_AMQP_URL"]})
 
     def ready(self):
         if bl.http("GET", f"{self.base}/readyz", timeout=2)[0] != 200:
@@ -269,8 +285,11 @@ class AuthStack(System):
 
     def stop(self):
         super().stop()
-        subprocess.run([f"{BIN}/authstack-dev", "amqp-delete", "--queue", f"peers.rpc.{self.id}",
-                        "--exchange", f"peers.events.{self.id}"], capture_output=True)
+        b = getattr(self, "broker", None)
+        if b:
+            subprocess.run([f"{BIN}/authstack-dev", "amqp-delete", "--queue", b["AUTH_RPC_QUEUE"],
+                            "--exchange", b["AUTH_RPC_EXCHANGE"], "--exchange", b["AUTH_EVENTS_EXCHANGE"]],
+                           capture_output=True)
 
 
 class Keycloak(System):

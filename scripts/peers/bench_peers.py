@@ -230,6 +230,9 @@ class AuthStack(System):
                "AUTH_ARGON2_MEMORY_KIB": str(ARGON2["memory_kib"]),
                "AUTH_ARGON2_ITERATIONS": str(ARGON2["iterations"]),
                "AUTH_ARGON2_PARALLELISM": str(ARGON2["parallelism"]),
+               # One load generator is one client address: per-address rate limits would
+               # measure themselves (the peers have none on by default either).
+               "AUTH_LOGIN_RATE_PER_ADDRESS": "0", "AUTH_REGISTER_RATE_PER_ADDRESS": "0",
                # two replicas, as `make run`: together as many hashing threads as cores
                "AUTH_HASHING_THREADS": str(max(1, cpus // 2)), "AUTH_KEY_POLL_MS": "500"}
         for i in (1, 2):

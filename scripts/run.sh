@@ -94,9 +94,9 @@ AuthStack is running.
   Health         http://127.0.0.1:$port/healthz  /readyz   (metrics: http://127.0.0.1:9090/metrics)
   auth-svc       http://127.0.0.1:8081/readyz and http://127.0.0.1:8082/readyz (2 replicas)
   Database       postgres://${AUTH_DB_ROLE:-authstack_auth_svc}:…@$server/$db  (auth-svc's role; password in $run_dir/auth-svc-db-password)
-  Key ring       $AUTH_KEY_DIR   (rotate: target/$profile/authstack-dev rotate --dir $AUTH_KEY_DIR --start)
+  Key ring       $AUTH_KEY_DIR   (rotate: $bin/authstack-dev rotate --dir $AUTH_KEY_DIR --start)
   Chat service   http://127.0.0.1:$chat_port/api/v1/chats
-  CLI            target/$profile/authstack   (install: cargo install --path cli)
+  CLI            $bin/authstack   (install: cargo install --path cli)
   Logs           $run_dir/logs/
 Press Ctrl-C to stop.
 MSG

@@ -12,7 +12,7 @@
 # printed. Fix the bug with a unit test in the crate, then keep the input as a seed:
 # `cp fuzz/artifacts/<target>/crash-… fuzz/seeds/<target>/`.
 #
-# Environment: FUZZ_SECONDS, FUZZ_SMOKE_SECONDS, FUZZ_TARGET_DIR (default: $CARGO_TARGET_DIR/fuzz
+# Environment: FUZZ_SECONDS, FUZZ_SMOKE_SECONDS, FUZZ_SEED (smoke runs' libFuzzer seed), FUZZ_TARGET_DIR (default: $CARGO_TARGET_DIR/fuzz
 # when set, else fuzz/target), FUZZ_RSS_LIMIT_MB (2048).
 # Needs Rust nightly (`cargo +nightly`); installs cargo-fuzz into ~/.cache/authstack/tools when
 # it is missing.
@@ -73,8 +73,12 @@ for target in "${targets[@]}"; do
   echo "fuzz: $target for ${seconds}s (corpus $corpus, seeds $seeds)"
   log="$scratch/$target.log"
   # No -jobs/-workers: one process, one core for fuzzing and the other for everyone else.
+  # The smoke run uses a fixed libFuzzer seed (FUZZ_SEED), so `make test` explores the same
+  # inputs each time and a CI result can be reproduced; `make fuzz` explores afresh.
+  seed_flag=()
+  [ "$mode" = long ] || seed_flag=(-seed="${FUZZ_SEED:-20261206}")
   if (cd fuzz && cargo +nightly fuzz run "${build_flags[@]}" "$target" "$corpus" "$seeds" -- \
-      -max_total_time="$seconds" -rss_limit_mb="${FUZZ_RSS_LIMIT_MB:-2048}" -timeout=10 \
+      "${seed_flag[@]}" -max_total_time="$seconds" -rss_limit_mb="${FUZZ_RSS_LIMIT_MB:-2048}" -timeout=10 \
       -print_final_stats=1 -artifact_prefix="artifacts/$target/") >"$log" 2>&1; then
     grep -E '^(Done|stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb))' "$log" \
       | sed 's/^/  /'

@@ -8,10 +8,9 @@
 //! instead of allocating and faulting it in anew for every password: that costs a page fault
 //! per 4 KiB per hash, and the freed buffers stayed in the allocator anyway.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use std::cell::RefCell;
 
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
@@ -65,8 +64,7 @@ impl PasswordHasherPool {
         concurrency: usize,
         queue: usize,
     ) -> Result<Self, HashError> {
-        let params = Params::new(memory_kib, iterations, parallelism, None)
-            .map_err(|e| HashError::Argon2(e.to_string()))?;
+        let params = Params::new(memory_kib, iterations, parallelism, None).map_err(argon_error)?;
         let dummy = hash_with(&params, uuid::Uuid::new_v4().as_bytes())?;
         let concurrency = concurrency.max(1);
         Ok(PasswordHasherPool {
@@ -157,7 +155,7 @@ impl Admission {
         self.run(move || {
             let known = stored.is_some();
             let hash = stored.unwrap_or_else(|| dummy.as_str().to_owned());
-            let parsed = PasswordHash::new(&hash).map_err(|e| HashError::Argon2(e.to_string()))?;
+            let parsed = PasswordHash::new(&hash).map_err(argon_error)?;
             let stored_params = Params::try_from(&parsed).ok();
             let ok = password_matches(&parsed, password.as_bytes());
             if !ok || !known {
@@ -197,10 +195,11 @@ fn compute(
         }
         argon2
             .hash_password_into_with_memory(password, salt, out, memory.as_mut_slice())
-            .map_err(|e| HashError::Argon2(e.to_string()))
+            .map_err(argon_error)
     })
 }
 
+/// An error of argon2 or its PHC encoding.
 fn argon_error(e: impl std::fmt::Display) -> HashError {
     HashError::Argon2(e.to_string())
 }

@@ -9,6 +9,7 @@
                                       (AUTH_RPC_QUEUE, AUTH_RPC_EXCHANGE, AUTH_EVENTS_EXCHANGE;
                                       <default>.<SUFFIX> with a suffix) and each component's URL
                                       (AUTH_SVC_AMQP_URL, GATEWAY_AMQP_URL)
+  broker-users.py env-json [SUFFIX]   the same as one JSON object (for Python scripts)
   broker-users.py passwords           print every password, one per line (for the log scan)
 
 Passwords are generated once per machine and kept in $AUTHSTACK_CACHE_DIR/broker-users.json
@@ -113,17 +114,21 @@ def url(component, address="127.0.0.1:5672"):
     return f"amqp://{quote(spec['user'])}:{quote(password)}@{address}/{quote(acl['vhost'])}"
 
 
-def env(suffix=None):
+def env_pairs(suffix=None):
+    """The broker names (scoped by `suffix`) and the components' broker URLs of one run."""
     names = load_acl()["names"]
     scoped = lambda n: f"{n}.{suffix}" if suffix else n
-    pairs = {
+    return {
         "AUTH_RPC_QUEUE": scoped(names["rpc_queue"]),
         "AUTH_RPC_EXCHANGE": scoped(names["rpc_exchange"]),
         "AUTH_EVENTS_EXCHANGE": scoped(names["events_exchange"]),
         "AUTH_SVC_AMQP_URL": url("auth-svc"),
         "GATEWAY_AMQP_URL": url("gateway"),
     }
-    return "\n".join(f"export {k}='{v}'" for k, v in pairs.items())
+
+
+def env(suffix=None):
+    return "\n".join(f"export {k}='{v}'" for k, v in env_pairs(suffix).items())
 
 
 def main(argv):
@@ -136,6 +141,8 @@ def main(argv):
         print(url(*argv[2:]))
     elif argv[1] == "env" and len(argv) in (2, 3):
         print(env(*argv[2:]))
+    elif argv[1] == "env-json" and len(argv) in (2, 3):
+        print(json.dumps(env_pairs(*argv[2:])))
     elif argv[1] == "passwords":
         for p in passwords(load_acl()).values():
             print(p)

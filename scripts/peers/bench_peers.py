@@ -20,7 +20,6 @@ $PEERS_REPORT (default: target/bench-peers.json).
 """
 import concurrent.futures
 import json
-import re
 import os
 import shutil
 import signal
@@ -198,15 +197,10 @@ class System:
 
 
 def broker_env(suffix):
-    """The broker names and users of one run (`scripts/broker-users.py env`), as a dict."""
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts/broker-users.py"), "env", suffix],
+    """The broker names and users of one run (`scripts/broker-users.py env-json`), as a dict."""
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts/broker-users.py"), "env-json", suffix],
                          check=True, capture_output=True, text=True).stdout
-    env = {}
-    for line in out.splitlines():
-        m = re.match(r"export (\w+)='([^']*)'$", line.strip())
-        if m:
-            env[m.group(1)] = m.group(2)
-    return env
+    return json.loads(out)
 
 
 class AuthStack(System):

@@ -155,6 +155,21 @@ pub struct Config {
     #[arg(long, env = "AUTH_OUTBOX_POLL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..))]
     pub outbox_poll_ms: u64,
 
+    /// Seconds a processed request id (and its reply) is kept: a redelivery within it is
+    /// answered from the record instead of applied again. Keep it far beyond any RPC deadline.
+    #[arg(long, env = "AUTH_PROCESSED_REQUEST_RETENTION_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(300..))]
+    pub processed_request_retention_secs: u64,
+
+    /// Seconds ended bookkeeping is kept before housekeeping deletes it: expired refresh tokens,
+    /// revoked or expired sessions, idle throttling counters.
+    #[arg(long, env = "AUTH_ENDED_RETENTION_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..))]
+    pub ended_retention_secs: u64,
+
+    /// Seconds between two housekeeping runs of a replica (deleting what the retention periods
+    /// above let go).
+    #[arg(long, env = "AUTH_HOUSEKEEPING_INTERVAL_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..))]
+    pub housekeeping_interval_secs: u64,
+
     /// Optional JSON file with the role policy of `access.check` (default: users manage their
     /// own account, admins everything under `/api/v1`).
     #[arg(long, env = "AUTH_POLICY_FILE")]
@@ -240,6 +255,37 @@ mod tests {
             .to_string();
         assert!(err.contains("--refresh-reuse-grace"), "{err}");
         assert!(err.contains("0..=10"), "{err}");
+    }
+
+    #[test]
+    fn retention_and_housekeeping_are_flags_with_sane_lower_bounds() {
+        let defaults = parse(&[]).unwrap();
+        assert_eq!(
+            (
+                defaults.processed_request_retention_secs,
+                defaults.ended_retention_secs,
+                defaults.housekeeping_interval_secs
+            ),
+            (3600, 86_400, 600)
+        );
+        let set = parse(&[
+            "--processed-request-retention-secs",
+            "7200",
+            "--ended-retention-secs",
+            "3600",
+            "--housekeeping-interval-secs",
+            "60",
+        ])
+        .unwrap();
+        assert_eq!(set.processed_request_retention_secs, 7200);
+        assert_eq!(set.ended_retention_secs, 3600);
+        assert_eq!(set.housekeeping_interval_secs, 60);
+        // A request id forgotten within an RPC deadline would let a redelivery apply twice.
+        let err = parse(&["--processed-request-retention-secs", "10"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--processed-request-retention-secs"), "{err}");
+        assert!(parse(&["--housekeeping-interval-secs", "0"]).is_err());
     }
 
     #[test]

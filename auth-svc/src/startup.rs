@@ -119,6 +119,10 @@ impl Application {
             },
             clock_skew_secs: config.clock_skew_secs,
             token_cache_capacity: config.token_cache_capacity,
+            processed_request_retention: Duration::from_secs(
+                config.processed_request_retention_secs,
+            ),
+            ended_retention: Duration::from_secs(config.ended_retention_secs),
         };
         let relay = RelaySignal::default();
         if config.outbox_relay {
@@ -135,7 +139,11 @@ impl Application {
             );
         }
         let service = AuthService::new(pool.clone(), hasher, keys, settings, policy, relay);
-        spawn_housekeeping(service.clone(), shutdown.clone());
+        spawn_housekeeping(
+            service.clone(),
+            Duration::from_secs(config.housekeeping_interval_secs),
+            shutdown.clone(),
+        );
         let (server, run) = RpcServer::start(
             RpcServerConfig {
                 url: config.broker.amqp_url.clone(),
@@ -203,13 +211,11 @@ impl Application {
     }
 }
 
-/// How often each replica deletes bookkeeping that can no longer matter
+/// Every `interval`, deletes bookkeeping that can no longer matter
 /// ([`AuthService::purge_expired`]).
-const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(10 * 60);
-
-fn spawn_housekeeping(service: Arc<AuthService>, shutdown: CancellationToken) {
+fn spawn_housekeeping(service: Arc<AuthService>, interval: Duration, shutdown: CancellationToken) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        let mut tick = tokio::time::interval(interval);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -68,6 +68,8 @@ async fn service_with(
             },
             clock_skew_secs: 30,
             token_cache_capacity: 100,
+            processed_request_retention: Duration::from_secs(3600),
+            ended_retention: Duration::from_secs(86_400),
         },
         Policy::default(),
         RelaySignal::default(),

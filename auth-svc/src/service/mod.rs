@@ -31,13 +31,6 @@ use crate::repo::{self, maintenance, processed};
 use crate::throttle::ThrottlePolicy;
 use crate::tokens::AccessTokenSettings;
 
-/// How long a processed request id is kept: far beyond any RPC deadline, so a redelivery is
-/// always recognised.
-pub const PROCESSED_REQUEST_RETENTION: Duration = Duration::from_secs(60 * 60);
-/// How long ended bookkeeping is kept before housekeeping deletes it: expired refresh tokens,
-/// revoked or expired sessions, idle throttling counters.
-pub const ENDED_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
-
 /// Token and throttling settings of the service.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
@@ -55,6 +48,12 @@ pub struct ServiceSettings {
     pub clock_skew_secs: u64,
     /// Verified access tokens kept in memory (0 disables the cache).
     pub token_cache_capacity: usize,
+    /// How long a processed request id is kept: far beyond any RPC deadline, so a redelivery
+    /// is always recognised.
+    pub processed_request_retention: Duration,
+    /// How long ended bookkeeping is kept before housekeeping deletes it: expired refresh
+    /// tokens, revoked or expired sessions, idle throttling counters.
+    pub ended_retention: Duration,
 }
 
 /// Why a call failed.
@@ -377,21 +376,24 @@ impl AuthService {
     }
 
     /// Deletes bookkeeping that can no longer matter: processed request ids older than
-    /// [`PROCESSED_REQUEST_RETENTION`], refresh tokens expired, sessions revoked or past their
-    /// lifetime, and idle throttles for [`ENDED_RETENTION`]; and forgets sealed successors once
-    /// no grace window can still need them.
+    /// [`ServiceSettings::processed_request_retention`], refresh tokens expired, sessions
+    /// revoked or past their lifetime, and idle throttles for
+    /// [`ServiceSettings::ended_retention`]; and forgets sealed successors once no grace window
+    /// can still need them.
     pub async fn purge_expired(&self) -> Result<u64, sqlx::Error> {
         let pool = &self.pool;
-        let removed = maintenance::delete_processed_requests(pool, PROCESSED_REQUEST_RETENTION)
-            .await?
-            + maintenance::delete_expired_refresh_tokens(pool, ENDED_RETENTION).await?
-            + maintenance::delete_idle_throttles(pool, ENDED_RETENTION).await?
-            + maintenance::delete_ended_sessions(
-                pool,
-                ENDED_RETENTION,
-                self.settings.session_max_lifetime,
-            )
-            .await?;
+        let ended = self.settings.ended_retention;
+        let removed =
+            maintenance::delete_processed_requests(pool, self.settings.processed_request_retention)
+                .await?
+                + maintenance::delete_expired_refresh_tokens(pool, ended).await?
+                + maintenance::delete_idle_throttles(pool, ended).await?
+                + maintenance::delete_ended_sessions(
+                    pool,
+                    ended,
+                    self.settings.session_max_lifetime,
+                )
+                .await?;
         maintenance::forget_sealed_successors(
             pool,
             Duration::from_secs(authstack_protocol::limits::REFRESH_REUSE_GRACE_MAX_SECS),

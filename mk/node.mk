@@ -7,7 +7,7 @@
 NODE_ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/..)
 NODE_CHECK_DIR := $(NODE_ROOT)/target/node-check
 
-.PHONY: node-binaries node-up node-down node-check images-check test-node bench-rotation-cluster test-node-faults
+.PHONY: node-binaries node-up node-down node-check images-check test-node test-cluster bench-rotation-cluster test-node-faults
 
 node-binaries: ## Build containerd, runc, the CNI plugins, crictl and CoreDNS from the Go modules (once per machine)
 	$(NODE_ROOT)/scripts/node/binaries.sh
@@ -34,6 +34,8 @@ node-check: images node-binaries ## The operator's pod specs as static pods of a
 
 test-node: images ## The platform on a real node: cluster-up NODE=real, helm install, the sample Ready, the gateway through its Service; cluster-down after (~2 min warm)
 	$(NODE_ROOT)/scripts/node/test-node.sh
+
+test-cluster: test-node ## Another name for test-node
 
 bench-rotation-cluster: images ## test-node plus a requested rotation, a revoke and a rotation by schedule under load through the gateway's Service: failures, p99 before/during/after
 	$(NODE_ROOT)/scripts/node/test-node.sh --rotation

@@ -216,6 +216,20 @@ def http(method, url, *, body=None, headers=None, timeout=30):
         return e.code, e.read()
 
 
+def metric_sums(urls, names):
+    """The sum over Prometheus endpoints `urls` of each sample named in `names` (no labels)."""
+    sums = dict.fromkeys(names, 0.0)
+    for url in urls:
+        status, body = http("GET", url, timeout=10)
+        if status != 200:
+            raise RuntimeError(f"{url}: HTTP {status}")
+        for line in body.decode().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in sums:
+                sums[parts[0]] += float(parts[1])
+    return sums
+
+
 def jwt_header(token):
     """The decoded JSON header of a compact JWS."""
     head = token.split(".", 1)[0]
@@ -248,6 +262,8 @@ def _main(argv):
     cpu = sub.add_parser("cpu")
     cpu.add_argument("--db", required=True, help="database whose PostgreSQL backends count")
     cpu.add_argument("spec", nargs="*", help="NAME=PID[,PID...]")
+    hashing = sub.add_parser("hash-cpu", help="argon2 CPU seconds and hashes so far, summed over auth-svc replicas")
+    hashing.add_argument("url", nargs="+", help="auth-svc /metrics URLs")
     rss = sub.add_parser("rss")
     rss.add_argument("spec", nargs="+", help="NAME=PID[,PID...]")
     for tool in ("wrk", "oha"):
@@ -269,6 +285,11 @@ def _main(argv):
     if a.cmd == "cpu":
         groups = {name: [int(p) for p in pids.split(",")] for name, pids in (x.split("=", 1) for x in a.spec)}
         print(json.dumps(component_cpu(groups, a.db)))
+        return 0
+    if a.cmd == "hash-cpu":
+        m = metric_sums(a.url, ["authstack_password_hash_cpu_seconds_sum", "authstack_password_hash_cpu_seconds_count"])
+        print(json.dumps({"cpu_s": m["authstack_password_hash_cpu_seconds_sum"],
+                          "hashes": m["authstack_password_hash_cpu_seconds_count"]}))
         return 0
     if a.cmd == "rss":
         print(json.dumps({name: rss_kib([int(p) for p in pids.split(",")]) / 1024

@@ -58,9 +58,31 @@ fn main() -> anyhow::Result<()> {
         handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
     });
     let rate = total as f64 / started.elapsed().as_secs_f64();
+    let cpu_s = process_cpu_seconds()?;
     println!(
         "{}",
-        serde_json::json!({"name": "argon2id-verify", "threads": threads, "verifications": total, "rate": rate})
+        serde_json::json!({"name": "argon2id-verify", "threads": threads, "verifications": total, "rate": rate, "cpu_s": cpu_s})
     );
     Ok(())
+}
+
+/// CPU time (user + system) this process has used, from `/proc/self/stat` (fields 14 and 15,
+/// in USER_HZ ticks: 100 per second in Linux's ABI). Nearly all of it is verifications, so
+/// `cpu_s / verifications` is the raw CPU cost of one.
+fn process_cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The command name (field 2) is in parentheses and may contain spaces: count from after it.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow::anyhow!("unexpected /proc/self/stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .ok_or_else(|| anyhow::anyhow!("short /proc/self/stat"))?
+            .parse::<f64>()?)
+    };
+    // After the name, field 3 is index 0: utime (14) is index 11, stime (15) index 12.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }

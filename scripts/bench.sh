@@ -158,7 +158,7 @@ python3 -c 'import json,sys; print(json.dumps({"name": "token-cache", "tokens": 
   "$CACHE_TOKENS" "$cache_before" "$cache_after" "$cache_run" >>"$results"
 
 python3 - "$results" <<'PY'
-import json, sys
+import json, os, sys
 rows, rounds = {}, {}
 for line in open(sys.argv[1]):
     line = line.strip()
@@ -232,11 +232,16 @@ if account:
 print()
 print("CPU per request by component (microseconds):")
 comps = ["hello", "gateway", "auth-svc", "postgres", "rabbitmq", "loadgen"]
-print(f'{"path":<28} ' + " ".join(f"{c:>9}" for c in comps))
+cores = os.cpu_count() or 1
+print(f'{"path":<28} ' + " ".join(f"{c:>9}" for c in comps) + f'    total  ceiling on {cores} cores')
 for name in ["hello-baseline", "session", "users-me", "refresh", "login"]:
     r = rows[name]
     n = max(1, r["requests"] - r["failed"])
-    print(f'{name:<28} ' + " ".join(f'{r["cpu_s"][c] / n * 1e6:>9.0f}' for c in comps))
+    us = [r["cpu_s"][c] / n * 1e6 for c in comps]
+    # The rate at which these components together would use every core: what this path can
+    # reach on this machine unless its CPU per request falls.
+    ceiling = f'{cores / (sum(us) / 1e6):>10.0f}/s' if sum(us) > 0 else ""
+    print(f'{name:<28} ' + " ".join(f'{u:>9.0f}' for u in us) + f' {sum(us):>8.0f} {ceiling}')
 print("(this run's processes, the PostgreSQL backends of its database, and RabbitMQ — the shared")
 print(" broker, so other work on the machine lands in its column; loadgen = wrk/oha)")
 print()

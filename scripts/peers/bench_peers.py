@@ -233,7 +233,10 @@ class AuthStack(System):
             self.spawn(f"auth-svc-{i}", [f"{BIN}/auth-svc"],
                        {**env, "AMQP_URL": self.broker["AUTH_SVC_AMQP_URL"],
                         "AUTH_HTTP_LISTEN": f"127.0.0.1:{bl.free_port()}", "AUTH_INSTANCE_NAME": f"peers-auth-{i}"})
-        self.spawn("gateway", [f"{BIN}/gateway"], {**env, "AMQP_URL": self.broker["GATEWAY_AMQP_URL"]})
+        # Its metrics listener on a free port too: the default (9090) may be taken, e.g. by a
+        # `make run` on the same machine.
+        self.spawn("gateway", [f"{BIN}/gateway"], {**env, "AMQP_URL": self.broker["GATEWAY_AMQP_URL"],
+                                                    "GATEWAY_METRICS_LISTEN": f"127.0.0.1:{bl.free_port()}"})
 
     def ready(self):
         if bl.http("GET", f"{self.base}/readyz", timeout=2)[0] != 200:

@@ -16,7 +16,7 @@ use authstack_keyring::material::generate;
 use authstack_keyring::{KeyRing, SigningAlgorithm};
 use authstack_protocol::ErrorCode;
 use authstack_protocol::rpc::{
-    Call, CallContext, LoginParams, RegisterParams, RpcReply, RpcRequest,
+    Call, CallContext, LoginParams, RefreshTokenParams, RegisterParams, RpcReply, RpcRequest,
 };
 use authstack_testkit::cleanup::CleanupGuard;
 use authstack_testkit::postgres::TestDatabase;
@@ -170,6 +170,56 @@ async fn redelivered_requests_replay_the_first_reply() {
         stored.is_none(),
         "replies with credentials are never stored"
     );
+    pool.close().await;
+    shutdown.cancel();
+    cleanup.run().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_refresh_rotates_once_and_is_not_taken_for_reuse() {
+    let (db, cleanup) = database().await;
+    let shutdown = CancellationToken::new();
+    let svc = service(&db, &shutdown).await;
+    result(svc.handle(call(&register("rory"), "f-0", false)).await).unwrap();
+    let login = Call::Login(LoginParams {
+        login: "rory".into(),
+        password: "correct horse battery".into(),
+    });
+    let pair = result(svc.handle(call(&login, "f-1", false)).await).unwrap();
+    let refresh = |token: &serde_json::Value| {
+        Call::Refresh(RefreshTokenParams {
+            refresh_token: token.as_str().unwrap().into(),
+        })
+    };
+    let first = refresh(&pair["refresh_token"]);
+    let next = result(svc.handle(call(&first, "f-2", false)).await).unwrap();
+    // The broker delivers the same request again (auth-svc died before acknowledging it): not
+    // applied twice, and not a reuse of a spent token (which would revoke the session).
+    assert_eq!(
+        result(svc.handle(call(&first, "f-2", true)).await),
+        Err(ErrorCode::Conflict)
+    );
+    // Racing deliveries of one request: one answer, one refusal.
+    let second = refresh(&next["refresh_token"]);
+    let (a, b) = tokio::join!(
+        svc.handle(call(&second, "f-3", false)),
+        svc.handle(call(&second, "f-3", true))
+    );
+    let (a, b) = (result(a), result(b));
+    assert!(a.is_ok() != b.is_ok(), "{a:?} / {b:?}");
+    let latest = a.or(b).unwrap();
+    result(svc.handle(call(&refresh(&latest["refresh_token"]), "f-4", false)).await)
+        .expect("the session survived the redeliveries");
+
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let (tokens, revoked): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM auth.refresh_tokens),
+                (SELECT count(*) FROM auth.sessions WHERE revoked_at IS NOT NULL)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((tokens, revoked), (4, 0), "one successor per refresh");
     pool.close().await;
     shutdown.cancel();
     cleanup.run().await;

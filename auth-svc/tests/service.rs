@@ -208,8 +208,11 @@ async fn a_redelivered_refresh_rotates_once_and_is_not_taken_for_reuse() {
     let (a, b) = (result(a), result(b));
     assert!(a.is_ok() != b.is_ok(), "{a:?} / {b:?}");
     let latest = a.or(b).unwrap();
-    result(svc.handle(call(&refresh(&latest["refresh_token"]), "f-4", false)).await)
-        .expect("the session survived the redeliveries");
+    result(
+        svc.handle(call(&refresh(&latest["refresh_token"]), "f-4", false))
+            .await,
+    )
+    .expect("the session survived the redeliveries");
 
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     let (tokens, revoked): (i64, i64) = sqlx::query_as(

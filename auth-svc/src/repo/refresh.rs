@@ -74,9 +74,11 @@ pub(crate) async fn lock_presented(
     .await
 }
 
-/// Replaces token `id` by `successor` in one statement (refresh is a hot path: one round trip):
-/// stores the successor in the same session and marks `id` used, keeping the successor's
-/// sealed answer for the grace window.
+/// Spends token `id` for `successor` (same account and session), keeping `successor_sealed`
+/// for a retry within the grace window, and records `request_id` as applied, in one statement.
+/// False when `request_id` was applied already (by an earlier or concurrent delivery): then
+/// nothing is written. An empty `request_id` is not recorded.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn replace(
     db: impl PgExecutor<'_>,
     id: Uuid,
@@ -85,23 +87,33 @@ pub(crate) async fn replace(
     session: Uuid,
     expires_at: DateTime<Utc>,
     successor_sealed: Option<&[u8]>,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "WITH child AS (
+    request_id: &str,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"WITH claim AS (
+             INSERT INTO auth.processed_requests (request_id, method)
+             SELECT $8, 'auth.refresh' WHERE $8 <> ''
+             ON CONFLICT (request_id) DO NOTHING
+             RETURNING 1
+         ), go AS (
+             SELECT 1 WHERE $8 = '' OR EXISTS (SELECT 1 FROM claim)
+         ), child AS (
              INSERT INTO auth.refresh_tokens (id, account_id, family_id, token_hash, expires_at)
-             VALUES ($2, $3, $4, $5, $6)
+             SELECT $2, $3, $4, $5, $6 FROM go
+         ), spent AS (
+             UPDATE auth.refresh_tokens SET used_at = now(), replaced_by = $2, successor_sealed = $7
+              WHERE id = $1 AND EXISTS (SELECT 1 FROM go)
          )
-         UPDATE auth.refresh_tokens SET used_at = now(), replaced_by = $2, successor_sealed = $7
-          WHERE id = $1",
+         SELECT EXISTS (SELECT 1 FROM go) AS "applied!""#,
         id,
         successor.id,
         account,
         session,
         &successor.hash,
         expires_at,
-        successor_sealed
+        successor_sealed,
+        request_id
     )
-    .execute(db)
-    .await?;
-    Ok(())
+    .fetch_one(db)
+    .await
 }

@@ -254,8 +254,7 @@ impl AuthService {
         events: &[Event],
     ) -> Result<bool, ServiceError> {
         if !req.id.is_empty() && !processed::claim(&mut *tx, req.id, method, stored_reply).await? {
-            tx.rollback().await?;
-            metrics::counter!("authstack_rpc_replayed_requests_total").increment(1);
+            Self::abandon_as_replayed(tx).await?;
             return Ok(false);
         }
         outbox::enqueue(&mut tx, events).await?;
@@ -264,6 +263,23 @@ impl AuthService {
             self.relay.wake();
         }
         Ok(true)
+    }
+
+    /// Rolls back `tx` of a request whose id was already applied (claimed by an earlier or
+    /// concurrent delivery) and replays the first reply instead.
+    pub(crate) async fn replay_instead(
+        &self,
+        tx: Transaction<'static, Postgres>,
+        req: Request<'_>,
+    ) -> Result<RpcReply, ServiceError> {
+        Self::abandon_as_replayed(tx).await?;
+        self.replay(req.id).await
+    }
+
+    async fn abandon_as_replayed(tx: Transaction<'static, Postgres>) -> Result<(), ServiceError> {
+        tx.rollback().await?;
+        metrics::counter!("authstack_rpc_replayed_requests_total").increment(1);
+        Ok(())
     }
 
     /// Writes events that belong to no transaction (e.g. a refused login) to the outbox.

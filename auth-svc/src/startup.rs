@@ -210,8 +210,11 @@ impl Application {
         // outside the worker pool): each delivery then hands its request to a worker of the same
         // pool instead of waking another thread twice per request (measured in
         // docs/performance.md).
-        if let Err(e) = tokio::spawn(self.run).await {
-            tracing::error!(error = %e, "the RPC server stopped abnormally");
+        if let Err(e) = tokio::spawn(self.run).await
+            && e.is_panic()
+        {
+            // As if it had run here: a panic still ends the process as a failure.
+            std::panic::resume_unwind(e.into_panic());
         }
         self.pool.close().await;
     }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use authstack_protocol::ErrorBody;
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 
 use crate::repo;
 
@@ -311,7 +311,7 @@ pub async fn reserve(
 
 /// After a successful password check: forgets the pair's and the account's failures and gives
 /// the address its reservation back.
-pub async fn succeeded(pool: &PgPool, keys: &[ThrottleKey]) -> Result<(), sqlx::Error> {
+pub async fn succeeded(db: impl PgExecutor<'_>, keys: &[ThrottleKey]) -> Result<(), sqlx::Error> {
     let names = |pick: fn(KeyKind) -> bool| -> Vec<String> {
         keys.iter()
             .filter(|k| pick(k.kind))
@@ -319,7 +319,7 @@ pub async fn succeeded(pool: &PgPool, keys: &[ThrottleKey]) -> Result<(), sqlx::
             .collect()
     };
     repo::throttle::clear_and_decrement(
-        pool,
+        db,
         &names(|k| matches!(k, KeyKind::Pair | KeyKind::Account)),
         &names(|k| k == KeyKind::Address),
     )

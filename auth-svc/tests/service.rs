@@ -229,6 +229,57 @@ async fn a_redelivered_refresh_rotates_once_and_is_not_taken_for_reuse() {
 }
 
 #[tokio::test]
+async fn a_right_password_forgets_the_accounts_failures_and_a_replayed_login_changes_nothing() {
+    let (db, cleanup) = database().await;
+    let shutdown = CancellationToken::new();
+    let svc = service(&db, &shutdown).await;
+    result(svc.handle(call(&register("sage"), "t-0", false)).await).unwrap();
+    let login = |password: &str| {
+        Call::Login(LoginParams {
+            login: "sage".into(),
+            password: password.into(),
+        })
+    };
+    for (i, id) in ["t-1", "t-2"].iter().enumerate() {
+        assert_eq!(
+            result(svc.handle(call(&login("wrong guess"), id, false)).await),
+            Err(ErrorCode::InvalidCredentials),
+            "guess {i}"
+        );
+    }
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let failing = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM auth.login_throttle WHERE failures > 0")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert!(failing().await > 0, "the wrong guesses are counted");
+    result(
+        svc.handle(call(&login("correct horse battery"), "t-3", false))
+            .await,
+    )
+    .unwrap();
+    assert_eq!(failing().await, 0, "the right password forgets them");
+    // A redelivery of that login is refused, and stores nothing more.
+    assert_eq!(
+        result(
+            svc.handle(call(&login("correct horse battery"), "t-3", true))
+                .await
+        ),
+        Err(ErrorCode::Conflict)
+    );
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM auth.sessions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(sessions, 1);
+    pool.close().await;
+    shutdown.cancel();
+    cleanup.run().await;
+}
+
+#[tokio::test]
 async fn a_redelivery_racing_its_first_delivery_is_applied_once() {
     let (db, cleanup) = database().await;
     let shutdown = CancellationToken::new();

@@ -94,29 +94,10 @@ impl AuthService {
 
     /// Checks a password under throttling: reserves the attempt (refusing locked pairs,
     /// backed-off accounts and rate-limited addresses before any hashing), waits the address
-    /// delay, verifies, and on success (a match on a `usable` account) gives the reservation
-    /// back. `account` is the id for events. Returns the verification, `Mismatch` for an
-    /// unusable account.
+    /// delay and verifies. `account` is the id for events. Returns the verification,
+    /// `Mismatch` for an unusable account. On a match the caller gives the reservation back
+    /// ([`throttle::succeeded`]), in the transaction that stores the outcome if there is one.
     pub(crate) async fn check_password(
-        &self,
-        keys: &[ThrottleKey],
-        account: Option<Uuid>,
-        password: Secret,
-        stored: Option<String>,
-        usable: bool,
-    ) -> Result<Verification, ServiceError> {
-        let verification = self
-            .check_password_unsettled(keys, account, password, stored, usable)
-            .await?;
-        if verification != Verification::Mismatch {
-            throttle::succeeded(&self.pool, keys).await?;
-        }
-        Ok(verification)
-    }
-
-    /// [`AuthService::check_password`] without giving the reservation back on success: the
-    /// caller does it ([`throttle::succeeded`]) in the transaction that stores the outcome.
-    async fn check_password_unsettled(
         &self,
         keys: &[ThrottleKey],
         account: Option<Uuid>,
@@ -180,7 +161,10 @@ impl AuthService {
                 ErrorCode::InvalidCredentials,
                 "current password is wrong",
             )),
-            Verification::Match | Verification::MatchRehashed(_) => Ok(()),
+            Verification::Match | Verification::MatchRehashed(_) => {
+                throttle::succeeded(&self.pool, &keys).await?;
+                Ok(())
+            }
         }
     }
 
@@ -234,7 +218,7 @@ impl AuthService {
             .as_mut()
             .map(|a| std::mem::take(&mut a.password_hash));
         let verification = self
-            .check_password_unsettled(&keys, id, password, stored, usable)
+            .check_password(&keys, id, password, stored, usable)
             .await?;
         match (candidate, verification) {
             (Some(account), Verification::Match) => Ok((account, None, keys)),

@@ -49,7 +49,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 psql "$pg_admin" -qc "CREATE DATABASE $db"
 "$bin/authstack-dev" keygen --dir "$work/keys" >/dev/null
-gw_port=$(free_port); hello_port=$(free_port)
+gw_port=$(free_port); hello_port=$(free_port); hello_gw_port=$(free_port)
 export DATABASE_URL="${pg_admin%/*}/$db" AUTH_KEY_DIR="$work/keys" LOG_FORMAT=json RUST_LOG=warn
 eval "$(python3 scripts/broker-users.py env "bench-$id")"
 export AUTH_ISSUER="http://127.0.0.1:$gw_port" GATEWAY_LISTEN="127.0.0.1:$gw_port"
@@ -58,6 +58,9 @@ export AUTH_ISSUER="http://127.0.0.1:$gw_port" GATEWAY_LISTEN="127.0.0.1:$gw_por
 export AUTH_LOGIN_RATE_PER_ADDRESS=0 AUTH_REGISTER_RATE_PER_ADDRESS=0
 "$bin/hello" --listen "127.0.0.1:$hello_port" >"$work/hello.log" 2>&1 & pids+=($!)
 hello_pid=$!
+# The same hello-world answered by the gateway's own server loop (its worker threads, limits and
+# router): what the transport alone costs, apart from the gateway's middleware and handlers.
+"$bin/hello" --listen "127.0.0.1:$hello_gw_port" --server gateway >"$work/hello-gateway.log" 2>&1 & pids+=($!)
 # Two replicas share this machine's cores: each hashes one password at a time, so together they
 # run as many argon2 computations as the raw baseline has threads (no oversubscription).
 cpus=$(nproc)
@@ -130,6 +133,7 @@ for round in $(seq 1 "${BENCH_ROUNDS:-3}"); do
   measure "hello-baseline#$round" wrk "http://127.0.0.1:$hello_port/" -c "$CONNS"
   measure "session#$round" wrk "$gw/api/v1/auth/session" -c "$CONNS" -H "$bearer"
 done
+measure hello-gateway-server wrk "http://127.0.0.1:$hello_gw_port/" -c "$CONNS"
 rate=$(open_rate "$(median_rps session)")
 measure hello-open oha "http://127.0.0.1:$hello_port/" "$rate" -c "$CONNS"
 measure session-open oha "$gw/api/v1/auth/session" "$rate" -c "$CONNS" -H "$bearer"
@@ -188,6 +192,8 @@ s = rows["session"]; ratio = s["rps"] / hello["rps"]
 checks.append(ratio >= T["session_ratio"] and s["p99_ms"] < T["session_p99_ms"])
 print(f'{"GET /api/v1/auth/session":<28} {fmt(s)}   {ratio:.2f}x baseline (>= {T["session_ratio"]}x, p99 < {T["session_p99_ms"]} ms) {"PASS" if checks[-1] else "FAIL"}')
 print(opened("session-open"))
+hg = rows["hello-gateway-server"]
+print(f'{"  hello on the gateway loop":<28} {fmt(hg)}   {hg["rps"] / hello["rps"]:.2f}x baseline: the gateway\'s server loop alone; session = {s["rps"] / hg["rps"]:.2f}x of it')
 print(f'{"":<28} (rounds: baseline {hello["rounds"]}, session {s["rounds"]} req/s)')
 m = rows["users-me"]; checks.append(m["rps"] >= T["users_me_rps"] and m["p99_ms"] < T["users_me_p99_ms"])
 print(f'{"GET /api/v1/users/me":<28} {fmt(m)}   >= {T["users_me_rps"]}/s, p99 < {T["users_me_p99_ms"]} ms {"PASS" if checks[-1] else "FAIL"}')

@@ -42,6 +42,13 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_SOCKET_SEND_BUFFER_BYTES", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=67_108_864))]
     pub socket_send_buffer_bytes: u32,
 
+    /// Threads serving HTTP connections, each with a single-threaded runtime of its own; a
+    /// connection stays on the thread it was given. Unset: two per CPU (the fastest on the
+    /// 2-core reference machine, docs/performance.md); 0: connections share the process's
+    /// work-stealing runtime.
+    #[arg(long, env = "GATEWAY_HTTP_WORKERS")]
+    pub http_workers: Option<usize>,
+
     /// Broker connection and names (`AMQP_URL`, `AUTH_RPC_QUEUE`, `AUTH_EVENTS_EXCHANGE`).
     #[command(flatten)]
     pub broker: authstack_bus::BrokerArgs,
@@ -141,6 +148,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// Threads serving HTTP connections: the configured number, or
+    /// [`crate::server::default_workers`].
+    pub fn http_workers(&self) -> usize {
+        self.http_workers
+            .unwrap_or_else(crate::server::default_workers)
+    }
+
     /// RPC deadline.
     pub fn rpc_timeout(&self) -> Duration {
         Duration::from_millis(self.rpc_timeout_ms)

@@ -135,6 +135,7 @@ impl Application {
         let listener = bind(state.config.listen, state.config.socket_send_buffer_bytes)?;
         let addr = listener.local_addr()?;
         let limits = Limits {
+            workers: state.config.http_workers(),
             max_connections: state.config.max_connections as usize,
             header_read_timeout: Duration::from_millis(state.config.header_read_timeout_ms),
             idle_timeout: Duration::from_millis(state.config.idle_timeout_ms),

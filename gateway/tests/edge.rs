@@ -420,3 +420,41 @@ async fn the_gateway_refuses_to_send_rpc_messages_above_the_limit() {
     r.assert_error(413, "common.payload_too_large");
     app.teardown().await;
 }
+
+/// Many keep-alive clients at once, each sending several requests on its connection, against a
+/// gateway whose connections live on 3 worker threads and against one serving them on the shared
+/// runtime (`GATEWAY_HTTP_WORKERS=0`): every request is answered, on either server loop.
+#[tokio::test]
+async fn keep_alive_clients_are_served_by_worker_threads_and_by_the_shared_runtime() {
+    for app in [
+        TestApp::spawn_with(Options {
+            gateway_config: |c| c.http_workers = Some(3),
+            ..Options::default()
+        })
+        .await,
+        TestApp::spawn_with(Options {
+            gateway_config: |c| c.http_workers = Some(0),
+            ..Options::default()
+        })
+        .await,
+    ] {
+        let clients = (0..9).map(|_| authstack_testkit::http::client());
+        let answered = futures::future::join_all(clients.map(|client| {
+            let url = format!("{}/healthz", app.base);
+            async move {
+                let mut statuses = Vec::new();
+                for _ in 0..3 {
+                    statuses.push(client.get(&url).send().await.unwrap().status());
+                }
+                statuses
+            }
+        }))
+        .await;
+        assert!(
+            answered.iter().flatten().all(|s| *s == StatusCode::OK),
+            "{answered:?}"
+        );
+        assert_eq!(answered.iter().flatten().count(), 27);
+        app.teardown().await;
+    }
+}

@@ -1,5 +1,7 @@
-//! The baseline: a plain hyper 1.x HTTP/1.1 hello-world server, same runtime settings as the
-//! gateway (multi-threaded tokio, keep-alive).
+//! The baseline: a plain hyper 1.x HTTP/1.1 hello-world server as hyper's examples write it
+//! (multi-threaded tokio, keep-alive). With `--server gateway`, the same answer comes from the
+//! gateway's own server loop (`gateway::server`: its worker threads, limits and an axum router
+//! with this one route): the transport the gateway runs on, without its middleware and handlers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,6 +19,18 @@ struct Args {
     /// Listen address.
     #[arg(long, default_value = "127.0.0.1:8090")]
     listen: SocketAddr,
+    /// Which server loop answers.
+    #[arg(long, value_enum, default_value_t = Server::Hyper)]
+    server: Server,
+}
+
+/// The server loop of the hello-world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Server {
+    /// hyper's `serve_connection` per accepted connection, on the multi-threaded runtime.
+    Hyper,
+    /// The gateway's `server::serve` with its default worker threads.
+    Gateway,
 }
 
 async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -30,6 +44,19 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("hello listening on {}", listener.local_addr()?);
+    if args.server == Server::Gateway {
+        let router =
+            axum::Router::new().route("/", axum::routing::get(|| async { r#"{"hello":"world"}"# }));
+        let limits = gateway::server::Limits {
+            workers: gateway::server::default_workers(),
+            max_connections: 10_000,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(60),
+        };
+        let never = tokio_util::sync::CancellationToken::new();
+        gateway::server::serve(listener, router, limits, never).await?;
+        return Ok(());
+    }
     loop {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;

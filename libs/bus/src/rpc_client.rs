@@ -18,7 +18,6 @@ use authstack_protocol::broker::Names;
 use authstack_protocol::rpc::{RpcReply, RpcRequest};
 use authstack_protocol::{ErrorBody, ErrorCode};
 use futures::StreamExt;
-use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use serde_json::value::RawValue;
@@ -333,28 +332,19 @@ impl RpcClient {
             .with_content_type("application/json".into())
             .with_delivery_mode(1)
             .with_headers(headers);
-        let publish = async {
-            channel
-                .basic_publish(
-                    inner.config.names.rpc_exchange.as_str().into(),
-                    inner.config.names.rpc_queue.as_str().into(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    props,
-                )
-                .await?
-                .await
-        };
-        let published = tokio::time::timeout(timeout, publish).await;
-        if !matches!(published, Ok(Ok(_))) {
+        let published = crate::enqueue_publish(
+            &channel,
+            &inner.config.names.rpc_exchange,
+            inner.config.names.rpc_queue.as_str().into(),
+            &body,
+            props,
+        );
+        if published.is_err() {
             self.forget(id);
             if !channel.status().connected() {
                 inner.reset.notify_one();
             }
-            return Err(match published {
-                Err(_) => ErrorBody::new(ErrorCode::RpcTimeout, "publishing the request timed out"),
-                _ => unavailable("could not publish the request to the broker"),
-            });
+            return Err(unavailable("could not publish the request to the broker"));
         }
         let remaining = timeout.saturating_sub(start.elapsed());
         match tokio::time::timeout(remaining, rx).await {

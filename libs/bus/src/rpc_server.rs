@@ -1,8 +1,9 @@
 //! The RPC server run by every auth-svc replica.
 //!
 //! Replicas share the durable request queue. Each consumes with a bounded prefetch and manual
-//! acks: a request is acknowledged only after its reply was published, so a replica that dies
-//! mid-request leaves it to another replica (which recognises the request id and does not apply
+//! acks: a request is acknowledged only after its reply was queued on the connection (the
+//! writer sends frames in order, so the ack never leaves before the reply), so a replica that
+//! dies mid-request leaves it to another replica (which recognises the request id and does not apply
 //! it twice — that part is the handler's job). Requests past their deadline are dropped
 //! unprocessed: nobody waits for the answer any more.
 //!
@@ -23,8 +24,7 @@ use authstack_protocol::{ErrorBody, ErrorCode};
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
@@ -40,8 +40,6 @@ use crate::topology;
 /// How long a shutting-down server waits for in-flight requests before leaving them to
 /// redelivery (below the 30 s default termination grace period of a pod).
 const SHUTDOWN_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long publishing one reply may take before the request is requeued instead.
-const REPLY_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One request as the handler sees it.
 #[derive(Debug)]
@@ -375,23 +373,7 @@ async fn process<H: RpcHandler>(
         if let Some(c) = props.correlation_id() {
             reply_props = reply_props.with_correlation_id(c.clone());
         }
-        let publish = async {
-            channel
-                .basic_publish(
-                    "".into(),
-                    reply_to.clone(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    reply_props,
-                )
-                .await?
-                .await
-        };
-        if let Err(e) | Ok(Err(e)) = tokio::time::timeout(REPLY_PUBLISH_TIMEOUT, publish)
-            .await
-            .map_err(|_| BusError::Timeout("publishing a reply"))
-            .map(|r| r.map_err(BusError::from))
-        {
+        if let Err(e) = crate::enqueue_publish(&channel, "", reply_to.clone(), &body, reply_props) {
             // Not acknowledged: the broker redelivers, and the request id prevents a double apply.
             tracing::warn!(error = %e, "could not publish a reply");
             return (tag, false);

@@ -10,8 +10,9 @@
 # Knobs (environment): BENCH_DURATION (10 s per point), BENCH_CONNECTIONS (64),
 # ME_CONNECTIONS (32), BENCH_ROUNDS (3 alternating baseline/session rounds), BENCH_OPEN_FRACTION
 # (0.5: open-loop rate as a fraction of the measured closed-loop maximum), BENCH_CACHE_TOKENS
-# (20000 distinct tokens for the token-cache cost), BENCH_BUILD=0 (use the release binaries as
-# they are in the target directory).
+# (20000 distinct tokens for the token-cache cost), BENCH_PG_SSLMODE (disable: auth-svc's
+# connections to PostgreSQL, plain as in the operator's deployment; prefer/require: TLS when the
+# server offers it), BENCH_BUILD=0 (use the release binaries as they are in the target directory).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -20,6 +21,7 @@ CONNS=${BENCH_CONNECTIONS:-64}
 ME_CONNS=${ME_CONNECTIONS:-32}
 OPEN_FRACTION=${BENCH_OPEN_FRACTION:-0.5}
 CACHE_TOKENS=${BENCH_CACHE_TOKENS:-20000}
+PG_SSLMODE=${BENCH_PG_SSLMODE:-disable}
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 bin="$target_dir/release"
 pg_admin=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -50,7 +52,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 psql "$pg_admin" -qc "CREATE DATABASE $db"
 "$bin/authstack-dev" keygen --dir "$work/keys" >/dev/null
 gw_port=$(free_port); hello_port=$(free_port); hello_gw_port=$(free_port)
-export DATABASE_URL="${pg_admin%/*}/$db" AUTH_KEY_DIR="$work/keys" LOG_FORMAT=json RUST_LOG=warn
+# auth-svc talks to PostgreSQL as in the platform the operator deploys: plain TCP (its PostgreSQL
+# has no TLS). This machine's server has TLS on, which sslmode=prefer would use: BENCH_PG_SSLMODE.
+export DATABASE_URL="${pg_admin%/*}/$db?sslmode=$PG_SSLMODE" AUTH_KEY_DIR="$work/keys" LOG_FORMAT=json RUST_LOG=warn
 eval "$(python3 scripts/broker-users.py env "bench-$id")"
 export AUTH_ISSUER="http://127.0.0.1:$gw_port" GATEWAY_LISTEN="127.0.0.1:$gw_port"
 # The load generator is a single client address: per-address rate limits would measure

@@ -43,9 +43,9 @@ pub struct Config {
     pub socket_send_buffer_bytes: u32,
 
     /// Threads serving HTTP connections, each with a single-threaded runtime of its own; a
-    /// connection stays on the thread it was given. Unset: two per CPU (the fastest on the
-    /// 2-core reference machine, docs/performance.md); 0: connections share the process's
-    /// work-stealing runtime.
+    /// connection stays on the thread it was given. Unset: two per CPU, at most 16 (the fastest
+    /// on the 2-core reference machine, docs/performance.md); 0: connections share the
+    /// process's work-stealing runtime.
     #[arg(long, env = "GATEWAY_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
 

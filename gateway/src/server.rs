@@ -51,13 +51,20 @@ pub struct Limits {
 
 const NOT_STARTED: u64 = u64::MAX;
 
-/// Worker threads when none are configured: two per CPU the process may use. On the 2-core
-/// reference machine, with the load generator on the same cores, two per CPU served
-/// `/api/v1/auth/session` at ~160k req/s against ~120k with one per CPU and ~105k on the shared
-/// work-stealing runtime (docs/performance.md).
+/// Worker threads when none are configured: two per CPU the process may use (its cgroup's CPU
+/// limit counts), at most [`MAX_DEFAULT_WORKERS`]. On the 2-core reference machine, with the
+/// load generator on the same cores, two per CPU served `/api/v1/auth/session` at ~160k req/s
+/// against ~120k with one per CPU and ~105k on the shared work-stealing runtime
+/// (docs/performance.md).
 pub fn default_workers() -> usize {
-    2 * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (2 * cpus).min(MAX_DEFAULT_WORKERS)
 }
+
+/// The cap of [`default_workers`]: a pod without a CPU limit sees every core of its node, and
+/// each worker keeps allocator caches of its own (the operator's gateway has a 256 MiB memory
+/// limit). More can be configured.
+pub const MAX_DEFAULT_WORKERS: usize = 16;
 
 /// Activity of one connection, shared by its socket, its requests and its watchdog.
 ///

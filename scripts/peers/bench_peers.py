@@ -1,7 +1,9 @@
 """`make bench-peers`: AuthStack, Keycloak and Dex on this machine, one after the other, doing
 the same work under the same independent load generators, in one table.
 
-Each system gets a fresh PostgreSQL database on the shared server, the same token lifetime
+Each system gets a fresh PostgreSQL database on the shared server, reached over plain TCP by all
+three (this machine's server offers TLS, which AuthStack's and Keycloak's drivers would take by
+default and Dex's config turns off), the same token lifetime
 (900 s), its strongest password hash at a stated cost, and 64 users. Operations:
   login     password login (peers: the resource-owner password grant), wrk closed loop, each
             user's logins one at a time (Dex's storage fails concurrent logins of one user);
@@ -218,7 +220,7 @@ class AuthStack(System):
         cpus = os.cpu_count() or 2
         # Broker names and users within the broker's permissions (libs/protocol/broker-acl.json).
         self.broker = broker_env(f"peers-{self.id}")
-        env = {"DATABASE_URL": f"{PG_BASE}/{self.db}", "AUTH_KEY_DIR": keys, "LOG_FORMAT": "json",
+        env = {"DATABASE_URL": f"{PG_BASE}/{self.db}?sslmode=disable", "AUTH_KEY_DIR": keys, "LOG_FORMAT": "json",
                "RUST_LOG": "warn", **self.broker, "AUTH_ISSUER": self.base,
                "GATEWAY_LISTEN": f"127.0.0.1:{self.port}", "AUTH_ACCESS_TOKEN_TTL": str(TOKEN_LIFETIME_S),
                "AUTH_ARGON2_MEMORY_KIB": str(ARGON2["memory_kib"]),
@@ -309,7 +311,7 @@ class Keycloak(System):
         self.realm = f"{self.base}/realms/bench"
         self.jwks_url, self.issuer = f"{self.realm}/protocol/openid-connect/certs", self.realm
         env = {"JAVA_HOME": java_home, "JAVA_OPTS_KC_HEAP": KEYCLOAK_HEAP,
-               "KC_DB_URL": f"jdbc:postgresql://{PG_HOST}:{PG_PORT}/{self.db}", "KC_DB_USERNAME": PG_USER,
+               "KC_DB_URL": f"jdbc:postgresql://{PG_HOST}:{PG_PORT}/{self.db}?sslmode=disable", "KC_DB_USERNAME": PG_USER,
                "KC_DB_PASSWORD": "unused-trust-auth", "KC_HTTP_ENABLED": "true", "KC_HTTP_HOST": "127.0.0.1",
                "KC_HTTP_PORT": str(self.port), "KC_HTTP_MANAGEMENT_PORT": str(mgmt),
                "KC_HOSTNAME_STRICT": "false", "KC_BOOTSTRAP_ADMIN_USERNAME": "admin",

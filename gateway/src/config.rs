@@ -148,11 +148,17 @@ pub struct Config {
 }
 
 impl Config {
-    /// Threads serving HTTP connections: the configured number, or
-    /// [`crate::server::default_workers`].
-    pub fn http_workers(&self) -> usize {
-        self.http_workers
-            .unwrap_or_else(crate::server::default_workers)
+    /// The server loop's worker threads (the configured number, or
+    /// [`crate::server::default_workers`]), connection limit and timeouts.
+    pub fn server_limits(&self) -> crate::server::Limits {
+        crate::server::Limits {
+            workers: self
+                .http_workers
+                .unwrap_or_else(crate::server::default_workers),
+            max_connections: self.max_connections as usize,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+        }
     }
 
     /// RPC deadline.

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::keys::KeyManager;
 use crate::request_id::RequestIds;
 use crate::revocations::DenyList;
-use crate::server::{self, Limits};
+use crate::server;
 use crate::state::{AppState, StateInner};
 use crate::token_cache::TokenCache;
 
@@ -134,14 +134,8 @@ impl Application {
 
         let listener = bind(state.config.listen, state.config.socket_send_buffer_bytes)?;
         let addr = listener.local_addr()?;
-        let limits = Limits {
-            workers: state.config.http_workers(),
-            max_connections: state.config.max_connections as usize,
-            header_read_timeout: Duration::from_millis(state.config.header_read_timeout_ms),
-            idle_timeout: Duration::from_millis(state.config.idle_timeout_ms),
-        };
         let router = crate::routes::router(state.clone());
-        let serve = server::serve(listener, router, limits, shutdown);
+        let serve = server::serve(listener, router, state.config.server_limits(), shutdown);
         tracing::info!(%addr, %metrics_addr, "gateway listening");
         Ok(Application {
             addr,

@@ -47,12 +47,8 @@ async fn main() -> anyhow::Result<()> {
     if args.server == Server::Gateway {
         let router =
             axum::Router::new().route("/", axum::routing::get(|| async { r#"{"hello":"world"}"# }));
-        let limits = gateway::server::Limits {
-            workers: gateway::server::default_workers(),
-            max_connections: 10_000,
-            header_read_timeout: std::time::Duration::from_secs(10),
-            idle_timeout: std::time::Duration::from_secs(60),
-        };
+        // The gateway's defaults: its worker threads, connection limit and timeouts.
+        let limits = gateway::Config::with_defaults().server_limits();
         let never = tokio_util::sync::CancellationToken::new();
         gateway::server::serve(listener, router, limits, never).await?;
         return Ok(());

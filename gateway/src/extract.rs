@@ -1,8 +1,10 @@
 //! Request-body and parameter extraction with errors in the API's own format.
 
 use authstack_protocol::{ErrorBody, ErrorCode, FieldError};
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -18,6 +20,52 @@ fn too_large(limit: usize) -> ApiError {
         ErrorCode::PayloadTooLarge,
         format!("request body exceeds {limit} bytes"),
     )
+}
+
+/// How much of an oversized body the gateway reads and throws away before answering 413: a client
+/// still sending then reads the answer instead of a connection reset, and the connection stays
+/// usable (nginx's lingering close does the same). Past it, or past the body read timeout, the
+/// connection is closed with the rest unread.
+const DISCARD_MAX_BYTES: usize = 1024 * 1024;
+
+/// Why a body was not read whole.
+enum BodyRead {
+    /// More than the limit arrived; the rest is still unread.
+    TooLarge,
+    /// The transport failed (malformed chunked encoding, a client gone).
+    Broken,
+}
+
+/// The body's bytes, or [`BodyRead::TooLarge`] as soon as more than `limit` have arrived.
+async fn read_at_most(body: &mut Body, limit: usize) -> Result<Bytes, BodyRead> {
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyRead::Broken)?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(BodyRead::TooLarge);
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// Reads and drops up to `max` more bytes of `body`, stopping early at its end, an error or
+/// `deadline`.
+async fn discard_until(body: &mut Body, max: usize, deadline: tokio::time::Instant) {
+    let discard = async {
+        let mut left = max;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                let Some(rest) = left.checked_sub(data.len()) else {
+                    return;
+                };
+                left = rest;
+            }
+        }
+    };
+    let _ = tokio::time::timeout_at(deadline, discard).await;
 }
 
 fn backticked(message: &str) -> Option<&str> {
@@ -93,9 +141,41 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for JsonBody<T> {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
+        let expects_continue = req
+            .headers()
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let deadline = tokio::time::Instant::now() + state.config.body_read_timeout();
+        let mut body = req.into_body();
+        if let Some(n) = declared.filter(|n| *n > limit) {
+            // A client waiting for `100 Continue` has sent nothing; one that has not is sending.
+            if !expects_continue && n <= limit.saturating_add(DISCARD_MAX_BYTES) {
+                discard_until(&mut body, DISCARD_MAX_BYTES, deadline).await;
+            }
             return Err(too_large(limit));
         }
+        let bytes = match tokio::time::timeout_at(deadline, read_at_most(&mut body, limit)).await {
+            Err(_) => {
+                metrics::counter!("authstack_gateway_body_read_timeouts_total").increment(1);
+                return Err(ApiError::new(
+                    ErrorCode::RequestTimeout,
+                    "the request body did not arrive in time",
+                ));
+            }
+            Ok(Err(BodyRead::TooLarge)) => {
+                discard_until(&mut body, DISCARD_MAX_BYTES, deadline).await;
+                return Err(too_large(limit));
+            }
+            Ok(Err(BodyRead::Broken)) => {
+                return Err(ApiError(ErrorBody::validation(vec![FieldError::new(
+                    "body",
+                    "malformed_body",
+                    "the request body could not be read",
+                )])));
+            }
+            Ok(Ok(bytes)) => bytes,
+        };
+        // Checked after reading, so that a client still sending reads this answer too.
         if !json {
             return Err(ApiError(ErrorBody::validation(vec![FieldError::new(
                 "body",
@@ -103,17 +183,6 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for JsonBody<T> {
                 "Content-Type must be application/json",
             )])));
         }
-        let read = axum::body::to_bytes(req.into_body(), limit);
-        let bytes = tokio::time::timeout(state.config.body_read_timeout(), read)
-            .await
-            .map_err(|_| {
-                metrics::counter!("authstack_gateway_body_read_timeouts_total").increment(1);
-                ApiError::new(
-                    ErrorCode::RequestTimeout,
-                    "the request body did not arrive in time",
-                )
-            })?
-            .map_err(|_| too_large(limit))?;
         decode_json(&bytes).map(JsonBody)
     }
 }

@@ -193,13 +193,13 @@ async fn bad_input_is_a_400_with_field_details_never_a_500() {
         .await
         .assert_error(400, "validation.failed");
 
-    // Oversize bodies, declared or streamed. The gateway does not read the rest of such a body,
-    // so hyper closes the connection after the answer (without a `Connection: close` header):
-    // each goes on a connection of its own, which the next requests of this test do not reuse.
+    // Oversize bodies, declared or streamed (more in
+    // `oversized_bodies_are_answered_413_while_the_client_is_still_sending`).
     let big = "x".repeat(app.options.max_body_bytes + 1);
     let declared = json!({"email": "a@b.co", "username": "abc", "password": big});
     record_secrets(&declared);
-    let res = authstack_testkit::http::client()
+    let res = app
+        .http
         .post(app.url("/api/v1/auth/register"))
         .json(&declared)
         .send()
@@ -209,7 +209,8 @@ async fn bad_input_is_a_400_with_field_details_never_a_500() {
         .await
         .assert_error(413, "common.payload_too_large");
     let chunks = futures::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
-    let res = authstack_testkit::http::client()
+    let res = app
+        .http
         .post(app.url("/api/v1/auth/login"))
         .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(chunks))
@@ -246,6 +247,49 @@ async fn bad_input_is_a_400_with_field_details_never_a_500() {
     .await
     .assert_error(404, "common.not_found");
     app.teardown().await;
+}
+
+/// A client still sending an oversized body must read the 413, not a reset: the gateway reads and
+/// discards the rest of a body up to a bound before answering (as nginx's lingering close does),
+/// after which the connection serves the next request.
+#[tokio::test]
+async fn oversized_bodies_are_answered_413_while_the_client_is_still_sending() {
+    let app = TestApp::spawn_with(Options {
+        replicas: 1,
+        ..Options::default()
+    })
+    .await;
+    // 256 KiB: more than the socket buffers hold, so the client is mid-write when the limit is hit.
+    let streamed = || {
+        let chunks = (0..256).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024]));
+        reqwest::Body::wrap_stream(futures::stream::iter(chunks))
+    };
+    let declared = vec![b' '; 256 * 1024];
+    let client = authstack_testkit::http::client();
+    for round in 0..8 {
+        for (how, body) in [
+            ("streamed", streamed()),
+            ("declared", reqwest::Body::from(declared.clone())),
+        ] {
+            let res = client
+                .post(app.url("/api/v1/auth/login"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("round {round}, {how} body: {e:?}"));
+            Reply::from(res)
+                .await
+                .assert_error(413, "common.payload_too_large");
+        }
+        // The same client (and its kept-alive connection) goes on working.
+        client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .unwrap_or_else(|e| panic!("round {round}, after the 413s: {e:?}"));
+    }
 }
 
 #[tokio::test]

@@ -70,6 +70,11 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_RPC_REPLY_MODE", value_enum, default_value_t = authstack_bus::ReplyMode::Exclusive)]
     pub rpc_reply_mode: authstack_bus::ReplyMode,
 
+    /// Most RPC calls sent in one broker message: calls waiting to be published at the same
+    /// moment travel together (1: a message per call).
+    #[arg(long, env = "GATEWAY_RPC_MAX_BATCH", default_value_t = authstack_bus::rpc_client::DEFAULT_MAX_BATCH, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub rpc_max_batch: u16,
+
     /// Largest accepted request body in bytes; larger ones get `common.payload_too_large` (413).
     #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,

@@ -62,6 +62,7 @@ impl Application {
                 connection_name: format!("{}-rpc", config.instance_name),
                 consumer_check_interval: CONSUMER_CHECK_INTERVAL,
                 reply_mode: config.rpc_reply_mode,
+                max_batch: config.rpc_max_batch,
             },
             shutdown.clone(),
         );

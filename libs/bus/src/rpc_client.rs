@@ -8,6 +8,11 @@
 //! once) and a
 //! per-message `expiration` equal to the caller's deadline, so a request nobody picked up in
 //! time is dropped by the broker instead of being processed late.
+//!
+//! Calls are handed to the session's publisher, which sends every call waiting at that moment
+//! (up to [`RpcClientConfig::max_batch`]) as one message of type `batch`: under load the broker,
+//! the AMQP clients and auth-svc handle one message for many calls; a lone call goes out as
+//! before, as a message of its own.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,13 +20,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authstack_protocol::broker::Names;
-use authstack_protocol::rpc::{RpcReply, RpcRequest};
+use authstack_protocol::rpc::{
+    BATCH_MESSAGE_TYPE, BatchedCall, CallBatch, ReplyBatch, RpcReply, RpcRequest,
+};
 use authstack_protocol::{ErrorBody, ErrorCode};
 use futures::StreamExt;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use serde_json::value::RawValue;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::BusError;
@@ -41,6 +48,9 @@ pub enum ReplyMode {
     /// RabbitMQ's direct reply-to pseudo-queue (`amq.rabbitmq.reply-to`): no queue at all.
     Direct,
 }
+
+/// Most calls in one message unless configured otherwise (`GATEWAY_RPC_MAX_BATCH`).
+pub const DEFAULT_MAX_BATCH: u16 = 32;
 
 /// The pseudo-queue of direct reply-to.
 const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -65,11 +75,20 @@ pub struct RpcClientConfig {
     pub consumer_check_interval: Duration,
     /// Where replies come back.
     pub reply_mode: ReplyMode,
+    /// Most calls sent in one message (1: every call in a message of its own).
+    pub max_batch: u16,
+}
+
+/// A call waiting for the session's publisher.
+struct Outgoing {
+    id: u64,
+    request: Box<RawValue>,
+    deadline_ms: i64,
+    timeout: Duration,
 }
 
 struct Live {
-    channel: Channel,
-    reply_queue: ShortString,
+    outbox: mpsc::UnboundedSender<Outgoing>,
 }
 
 struct Inner {
@@ -80,8 +99,6 @@ struct Inner {
     /// Random per-process prefix of message ids, so ids are unique across gateways.
     id_prefix: String,
     consumers_available: AtomicBool,
-    /// Woken when the publishing channel failed, so the session starts over.
-    reset: tokio::sync::Notify,
     shutdown: CancellationToken,
 }
 
@@ -106,7 +123,6 @@ impl RpcClient {
             next_id: AtomicU64::new(1),
             id_prefix: uuid::Uuid::new_v4().simple().to_string(),
             consumers_available: AtomicBool::new(false),
-            reset: tokio::sync::Notify::new(),
             shutdown,
         });
         let client = RpcClient { inner };
@@ -150,17 +166,15 @@ impl RpcClient {
                 topology::consume_without_ack(&channel, DIRECT_REPLY_TO.into()).await?,
             ),
         };
+        let (outbox, mut calls) = mpsc::unbounded_channel();
         if let Ok(mut live) = inner.live.write() {
-            *live = Some(Live {
-                channel,
-                reply_queue,
-            });
+            *live = Some(Live { outbox });
         }
         let result = tokio::select! {
             _ = inner.shutdown.cancelled() => Ok(()),
             e = connection_failed(&conn) => Err(e),
             e = self.check_consumers(&conn) => Err(e),
-            _ = inner.reset.notified() => Err(BusError::Lost("the publishing channel failed".into())),
+            e = self.publish_calls(&channel, &reply_queue, &mut calls) => Err(e),
             e = async {
                 while let Some(delivery) = replies.next().await {
                     match delivery {
@@ -230,16 +244,136 @@ impl RpcClient {
         }
     }
 
+    /// Publishes the calls handed over by [`RpcClient::call`]: every call waiting when the
+    /// publisher runs goes out in one message, up to `max_batch` calls and the message size
+    /// limit. Returns when the channel can no longer publish.
+    async fn publish_calls(
+        &self,
+        channel: &Channel,
+        reply_queue: &ShortString,
+        calls: &mut mpsc::UnboundedReceiver<Outgoing>,
+    ) -> BusError {
+        let config = &self.inner.config;
+        let mut carried: Option<Outgoing> = None;
+        loop {
+            let first = match carried.take() {
+                Some(c) => c,
+                None => match calls.recv().await {
+                    Some(c) => c,
+                    None => return BusError::Lost("the call queue closed".into()),
+                },
+            };
+            let mut bytes = first.request.get().len();
+            let mut batch = vec![first];
+            while batch.len() < usize::from(config.max_batch) {
+                let Ok(next) = calls.try_recv() else { break };
+                // Room for the call and its envelope (ids, deadline, field names).
+                bytes += next.request.get().len() + 160;
+                if bytes > config.max_message_bytes {
+                    carried = Some(next);
+                    break;
+                }
+                batch.push(next);
+            }
+            metrics::histogram!("authstack_rpc_client_batch_calls").record(batch.len() as f64);
+            if let Err(e) = self.publish(channel, reply_queue, &batch) {
+                for call in &batch {
+                    self.forget(call.id);
+                }
+                if !channel.status().connected() {
+                    return e;
+                }
+            }
+        }
+    }
+
+    /// Publishes one call as its own message, or several as one message of type `batch`.
+    fn publish(
+        &self,
+        channel: &Channel,
+        reply_queue: &ShortString,
+        batch: &[Outgoing],
+    ) -> Result<(), BusError> {
+        let inner = &self.inner;
+        let message_id = |id: u64| format!("{}-{id}", inner.id_prefix);
+        // The broker keeps the message while any of its calls may still be waited for.
+        let (Some(deadline_ms), Some(timeout)) = (
+            batch.iter().map(|c| c.deadline_ms).max(),
+            batch.iter().map(|c| c.timeout).max(),
+        ) else {
+            return Ok(());
+        };
+        let mut headers = FieldTable::default();
+        headers.insert(DEADLINE_HEADER.into(), AMQPValue::LongLongInt(deadline_ms));
+        let props = BasicProperties::default()
+            .with_reply_to(reply_queue.clone())
+            .with_expiration(timeout.as_millis().max(1).to_string().into())
+            .with_content_type("application/json".into())
+            .with_delivery_mode(1)
+            .with_headers(headers);
+        let (props, body) = match batch {
+            // The idempotency key of a call: unique per call and never client-controlled (the
+            // client's X-Request-Id travels in the context, for tracing only).
+            [call] => (
+                props
+                    .with_correlation_id(call.id.to_string().into())
+                    .with_message_id(message_id(call.id).into()),
+                call.request.get().as_bytes().to_vec(),
+            ),
+            calls => {
+                let batch = CallBatch {
+                    calls: calls
+                        .iter()
+                        .map(|c| BatchedCall {
+                            correlation_id: c.id.to_string(),
+                            message_id: message_id(c.id),
+                            deadline_ms: c.deadline_ms,
+                            request: c.request.clone(),
+                        })
+                        .collect(),
+                };
+                let body = serde_json::to_vec(&batch)
+                    .map_err(|e| BusError::Lost(format!("encoding a batch: {e}")))?;
+                (props.with_type(BATCH_MESSAGE_TYPE.into()), body)
+            }
+        };
+        crate::enqueue_publish(
+            channel,
+            &inner.config.names.rpc_exchange,
+            inner.config.names.rpc_queue.as_str().into(),
+            &body,
+            props,
+        )
+    }
+
     fn route_reply(&self, props: &BasicProperties, data: Vec<u8>) {
         if data.len() > self.inner.config.max_message_bytes {
             metrics::counter!("authstack_rpc_client_oversized_replies_total").increment(1);
             tracing::warn!(bytes = data.len(), "oversized reply dropped");
             return;
         }
-        let id = props
-            .correlation_id()
+        if props
+            .kind()
             .as_ref()
-            .and_then(|c| c.as_str().parse::<u64>().ok());
+            .is_some_and(|k| k.as_str() == BATCH_MESSAGE_TYPE)
+        {
+            match serde_json::from_slice::<ReplyBatch>(&data) {
+                Ok(batch) => {
+                    for r in batch.replies {
+                        self.deliver(Some(r.correlation_id.as_str()), r.reply.get().into());
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "unreadable reply batch dropped"),
+            }
+            return;
+        }
+        let correlation_id = props.correlation_id().as_ref().map(|c| c.as_str());
+        self.deliver(correlation_id, data);
+    }
+
+    /// Hands a reply to the call waiting for it.
+    fn deliver(&self, correlation_id: Option<&str>, data: Vec<u8>) {
+        let id = correlation_id.and_then(|c| c.parse::<u64>().ok());
         let Some(id) = id else {
             tracing::warn!("reply without a usable correlation id dropped");
             return;
@@ -289,22 +423,22 @@ impl RpcClient {
     ) -> Result<Box<RawValue>, ErrorBody> {
         let start = Instant::now();
         let inner = &self.inner;
-        let (channel, reply_queue) = {
+        let outbox = {
             let live = inner
                 .live
                 .read()
                 .map_err(|_| unavailable("RPC client state poisoned"))?;
             match live.as_ref() {
-                Some(l) => (l.channel.clone(), l.reply_queue.clone()),
+                Some(l) => l.outbox.clone(),
                 None => return Err(unavailable("the message broker is unreachable")),
             }
         };
         if !inner.consumers_available.load(Ordering::Relaxed) {
             return Err(unavailable("no auth-svc replica is available"));
         }
-        let body = serde_json::to_vec(request)
+        let request = serde_json::value::to_raw_value(request)
             .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("encoding request: {e}")))?;
-        if body.len() > inner.config.max_message_bytes {
+        if request.get().len() > inner.config.max_message_bytes {
             return Err(ErrorBody::new(
                 ErrorCode::PayloadTooLarge,
                 "the request exceeds the RPC message size limit",
@@ -320,30 +454,14 @@ impl RpcClient {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64)
             .unwrap_or(i64::MAX);
-        let mut headers = FieldTable::default();
-        headers.insert(DEADLINE_HEADER.into(), AMQPValue::LongLongInt(deadline_ms));
-        let props = BasicProperties::default()
-            .with_correlation_id(id.to_string().into())
-            .with_reply_to(reply_queue)
-            // The idempotency key of this call: unique per call and never client-controlled
-            // (the client's X-Request-Id travels in the context, for tracing only).
-            .with_message_id(format!("{}-{id}", inner.id_prefix).into())
-            .with_expiration(timeout.as_millis().max(1).to_string().into())
-            .with_content_type("application/json".into())
-            .with_delivery_mode(1)
-            .with_headers(headers);
-        let published = crate::enqueue_publish(
-            &channel,
-            &inner.config.names.rpc_exchange,
-            inner.config.names.rpc_queue.as_str().into(),
-            &body,
-            props,
-        );
-        if published.is_err() {
+        let call = Outgoing {
+            id,
+            request,
+            deadline_ms,
+            timeout,
+        };
+        if outbox.send(call).is_err() {
             self.forget(id);
-            if !channel.status().connected() {
-                inner.reset.notify_one();
-            }
             return Err(unavailable("could not publish the request to the broker"));
         }
         let remaining = timeout.saturating_sub(start.elapsed());

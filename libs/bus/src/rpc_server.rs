@@ -19,15 +19,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authstack_protocol::broker::Names;
-use authstack_protocol::rpc::{RpcReply, RpcRequest};
+use authstack_protocol::rpc::{
+    BATCH_MESSAGE_TYPE, BatchedReply, CallBatch, ReplyBatch, RpcReply, RpcRequest,
+};
 use authstack_protocol::{ErrorBody, ErrorCode};
-use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
+use serde_json::value::RawValue;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -139,6 +144,8 @@ async fn session<H: RpcHandler>(
         .await?;
     connected.store(true, Ordering::Relaxed);
     let mut in_flight: JoinSet<(u64, bool)> = JoinSet::new();
+    // Bounds the calls handled at once, whether they came alone or in batches.
+    let permits = Arc::new(Semaphore::new(usize::from(config.prefetch)));
     let mut acks = AckTracker::default();
     let failure = connection_failed(&conn);
     tokio::pin!(failure);
@@ -169,7 +176,8 @@ async fn session<H: RpcHandler>(
                     let channel = channel.clone();
                     let handler = handler.clone();
                     let max = config.max_message_bytes;
-                    in_flight.spawn(async move { process(channel, handler, d, max).await });
+                    let permits = permits.clone();
+                    in_flight.spawn(async move { process(channel, handler, permits, d, max).await });
                 }
                 Some(Err(e)) => break Err(BusError::Amqp(e)),
                 None => break Err(BusError::Lost("consumer cancelled by the broker".into())),
@@ -279,109 +287,311 @@ impl AckTracker {
     }
 }
 
-fn deadline_passed(props: &BasicProperties) -> bool {
-    let deadline = props.headers().as_ref().and_then(|h| {
+/// The caller's deadline in a message's `x-deadline-ms` header.
+fn message_deadline(props: &BasicProperties) -> Option<i64> {
+    props.headers().as_ref().and_then(|h| {
         h.inner().get(DEADLINE_HEADER).and_then(|v| match v {
             AMQPValue::LongLongInt(ms) => Some(*ms),
             AMQPValue::LongInt(ms) => Some(i64::from(*ms)),
             _ => None,
         })
-    });
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    deadline.is_some_and(|d| now_ms > d)
+    })
 }
 
-/// Handles one delivery and publishes its reply; returns its tag and whether it may be acked
-/// (false: the reply could not be published, so the request must go back to the queue).
+fn deadline_passed(props: &BasicProperties) -> bool {
+    message_deadline(props).is_some_and(|d| now_ms() > d)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Handles one delivery (a call, or a batch of calls) and publishes its replies; returns its tag
+/// and whether it may be acked (false: a reply could not be published, so the request must go
+/// back to the queue).
 async fn process<H: RpcHandler>(
     channel: Channel,
     handler: Arc<H>,
+    permits: Arc<Semaphore>,
     delivery: Delivery,
     max_message_bytes: usize,
 ) -> (u64, bool) {
     let tag = delivery.delivery_tag;
-    let started = Instant::now();
     let props = &delivery.properties;
-    let mut method = String::from("invalid");
-    let reply_to = props
+    let Some(reply_to) = props
         .reply_to()
         .as_ref()
-        .filter(|r| topology::is_reply_address(r.as_str()));
-    let reply = if reply_to.is_none() {
+        .filter(|r| topology::is_reply_address(r.as_str()))
+    else {
         // Not from a gateway's private reply queue: nobody legitimate waits for it.
         metrics::counter!("authstack_rpc_server_unanswerable_requests_total").increment(1);
         tracing::warn!("request without a private reply address dropped unprocessed");
-        None
-    } else if deadline_passed(props) {
+        return (tag, true);
+    };
+    if deadline_passed(props) {
         metrics::counter!("authstack_rpc_server_expired_total").increment(1);
-        None
-    } else if delivery.data.len() > max_message_bytes {
+        return (tag, true);
+    }
+    let batch = props
+        .kind()
+        .as_ref()
+        .is_some_and(|k| k.as_str() == BATCH_MESSAGE_TYPE);
+    if delivery.data.len() > max_message_bytes {
         metrics::counter!("authstack_rpc_server_oversized_requests_total").increment(1);
-        tracing::warn!(bytes = delivery.data.len(), "oversized RPC request refused");
-        Some(RpcReply::Error(ErrorBody::new(
+        tracing::warn!(
+            bytes = delivery.data.len(),
+            batch,
+            "oversized RPC request refused"
+        );
+        if batch {
+            // Its calls cannot be told apart without parsing it; they time out.
+            return (tag, true);
+        }
+        let reply = RpcReply::Error(ErrorBody::new(
             ErrorCode::PayloadTooLarge,
             "the request exceeds the RPC message size limit",
-        )))
+        ));
+        let correlation_id = props.correlation_id().as_ref().map(|c| c.as_str());
+        let replies = vec![(correlation_id.map(str::to_owned), reply)];
+        return (
+            tag,
+            publish_replies(&channel, reply_to, replies, max_message_bytes),
+        );
+    }
+    let worker = Worker {
+        handler: &*handler,
+        permits: &permits,
+        redelivered: delivery.redelivered,
+    };
+    let published = if batch {
+        answer_batch(
+            &channel,
+            worker,
+            &delivery.data,
+            reply_to,
+            max_message_bytes,
+        )
+        .await
     } else {
-        let reply = match serde_json::from_slice::<RpcRequest>(&delivery.data) {
-            Ok(request) => {
-                method.clone_from(&request.method);
-                let request_id = props
-                    .message_id()
+        let request_id = props
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default();
+        match worker
+            .answer(&delivery.data, request_id, message_deadline(props))
+            .await
+        {
+            Some(reply) => {
+                let correlation_id = props
+                    .correlation_id()
                     .as_ref()
-                    .map(|m| m.as_str().to_owned())
-                    .unwrap_or_default();
+                    .map(|c| c.as_str().to_owned());
+                publish_replies(
+                    &channel,
+                    reply_to,
+                    vec![(correlation_id, reply)],
+                    max_message_bytes,
+                )
+            }
+            None => true,
+        }
+    };
+    (tag, published)
+}
+
+/// What handling a call needs, shared by the calls of one delivery.
+struct Worker<'a, H> {
+    handler: &'a H,
+    /// One per call being handled (the replica's prefetch).
+    permits: &'a Semaphore,
+    redelivered: bool,
+}
+
+impl<H> Clone for Worker<'_, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<H> Copy for Worker<'_, H> {}
+
+impl<H: RpcHandler> Worker<'_, H> {
+    /// Waits for a permit, then decodes the call and lets the handler answer it. A call whose
+    /// deadline passed meanwhile is dropped unanswered (`None`): nobody waits for it any more.
+    async fn answer(
+        self,
+        data: &[u8],
+        request_id: String,
+        deadline_ms: Option<i64>,
+    ) -> Option<RpcReply> {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return None;
+        };
+        if deadline_ms.is_some_and(|d| now_ms() > d) {
+            metrics::counter!("authstack_rpc_server_expired_total").increment(1);
+            return None;
+        }
+        let started = Instant::now();
+        let (method, reply) = match serde_json::from_slice::<RpcRequest>(data) {
+            Ok(request) => {
+                let method = request.method.clone();
                 // Every log line of the call names the HTTP request id the gateway assigned.
                 let span = tracing::info_span!(
                     "call",
                     request_id = %request.context.request_id,
                     method = %request.method,
                 );
-                handler
-                    .handle(IncomingCall {
-                        request,
-                        request_id,
-                        redelivered: delivery.redelivered,
-                    })
-                    .instrument(span)
-                    .await
+                let call = IncomingCall {
+                    request,
+                    request_id,
+                    redelivered: self.redelivered,
+                };
+                (method, self.handler.handle(call).instrument(span).await)
             }
-            Err(e) => RpcReply::Error(ErrorBody::new(
-                ErrorCode::ValidationFailed,
-                format!("malformed RPC request: {e}"),
-            )),
+            Err(e) => (
+                "invalid".to_owned(),
+                RpcReply::Error(ErrorBody::new(
+                    ErrorCode::ValidationFailed,
+                    format!("malformed RPC request: {e}"),
+                )),
+            ),
         };
+        record(&method, &reply, started);
         Some(reply)
-    };
-    if let (Some(reply), Some(reply_to)) = (reply, reply_to) {
-        let outcome = match &reply {
-            RpcReply::Result(_) => "ok",
-            RpcReply::Error(e) => e.code.as_str(),
-        };
-        metrics::counter!("authstack_rpc_server_requests_total", "method" => method.clone(), "outcome" => outcome)
-            .increment(1);
-        let body = serde_json::to_vec(&reply).unwrap_or_else(|_| {
-            br#"{"error":{"code":"common.internal_error","message":"could not encode reply"}}"#
-                .to_vec()
-        });
-        let mut reply_props = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_delivery_mode(1);
-        if let Some(c) = props.correlation_id() {
-            reply_props = reply_props.with_correlation_id(c.clone());
+    }
+}
+
+/// Answers the calls of a batch concurrently and publishes the replies as they complete: those
+/// ready at the same moment travel in one message, so a slow call does not hold back the others.
+/// Calls past their deadline are dropped unanswered. Returns whether every reply was published.
+async fn answer_batch<H: RpcHandler>(
+    channel: &Channel,
+    worker: Worker<'_, H>,
+    data: &[u8],
+    reply_to: &ShortString,
+    max_message_bytes: usize,
+) -> bool {
+    let batch = match serde_json::from_slice::<CallBatch>(data) {
+        Ok(b) => b,
+        Err(e) => {
+            // Its calls cannot be told apart; they time out.
+            metrics::counter!("authstack_rpc_server_malformed_batches_total").increment(1);
+            tracing::warn!(error = %e, "malformed batch of RPC requests dropped");
+            return true;
         }
-        if let Err(e) = crate::enqueue_publish(&channel, "", reply_to.clone(), &body, reply_props) {
-            // Not acknowledged: the broker redelivers, and the request id prevents a double apply.
-            tracing::warn!(error = %e, "could not publish a reply");
-            return (tag, false);
+    };
+    let mut calls: FuturesUnordered<_> = batch
+        .calls
+        .into_iter()
+        .map(|call| async move {
+            let request = call.request.get().as_bytes();
+            let reply = worker
+                .answer(request, call.message_id, Some(call.deadline_ms))
+                .await;
+            (Some(call.correlation_id), reply)
+        })
+        .collect();
+    let mut published = true;
+    while let Some(first) = calls.next().await {
+        let mut ready = vec![first];
+        while let Some(Some(next)) = calls.next().now_or_never() {
+            ready.push(next);
+        }
+        let ready: Vec<_> = ready
+            .into_iter()
+            .filter_map(|(c, reply)| Some((c, reply?)))
+            .collect();
+        if !ready.is_empty() {
+            published &= publish_replies(channel, reply_to, ready, max_message_bytes);
         }
     }
-    metrics::histogram!("authstack_rpc_server_duration_seconds", "method" => method)
+    published
+}
+
+fn record(method: &str, reply: &RpcReply, started: Instant) {
+    let outcome = match reply {
+        RpcReply::Result(_) => "ok",
+        RpcReply::Error(e) => e.code.as_str(),
+    };
+    metrics::counter!("authstack_rpc_server_requests_total", "method" => method.to_owned(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("authstack_rpc_server_duration_seconds", "method" => method.to_owned())
         .record(started.elapsed().as_secs_f64());
-    (tag, true)
+}
+
+/// The reply as it travels (an encoding failure becomes an internal error).
+fn encode_reply(reply: &RpcReply) -> Box<RawValue> {
+    serde_json::value::to_raw_value(reply).unwrap_or_else(|_| {
+        let fallback = RpcReply::Error(ErrorBody::new(
+            ErrorCode::Internal,
+            "could not encode reply",
+        ));
+        serde_json::value::to_raw_value(&fallback).unwrap_or_default()
+    })
+}
+
+/// Publishes replies to `reply_to`: one alone as a message of its own, several as one message of
+/// type `batch` (or one by one if together they exceed the message size limit). Returns whether
+/// all were queued on the connection.
+fn publish_replies(
+    channel: &Channel,
+    reply_to: &ShortString,
+    replies: Vec<(Option<String>, RpcReply)>,
+    max_message_bytes: usize,
+) -> bool {
+    let props = || {
+        BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(1)
+    };
+    let publish = |body: &[u8], props: BasicProperties| {
+        crate::enqueue_publish(channel, "", reply_to.clone(), body, props)
+            .inspect_err(|e| {
+                // Not acknowledged: the broker redelivers, and the request id prevents a double
+                // apply.
+                tracing::warn!(error = %e, "could not publish a reply");
+            })
+            .is_ok()
+    };
+    let single = |(correlation_id, reply): (Option<String>, RpcReply)| {
+        let mut props = props();
+        if let Some(c) = correlation_id {
+            props = props.with_correlation_id(c.into());
+        }
+        publish(encode_reply(&reply).get().as_bytes(), props)
+    };
+    if replies.len() == 1 {
+        return replies.into_iter().all(single);
+    }
+    let encoded: Vec<(Option<String>, Box<RawValue>)> = replies
+        .into_iter()
+        .map(|(c, r)| (c, encode_reply(&r)))
+        .collect();
+    let batch = ReplyBatch {
+        replies: encoded
+            .iter()
+            .map(|(c, reply)| BatchedReply {
+                correlation_id: c.clone().unwrap_or_default(),
+                reply: reply.clone(),
+            })
+            .collect(),
+    };
+    match serde_json::to_vec(&batch) {
+        Ok(body) if body.len() <= max_message_bytes => {
+            publish(&body, props().with_type(BATCH_MESSAGE_TYPE.into()))
+        }
+        _ => encoded.into_iter().all(|(c, reply)| {
+            let mut props = props();
+            if let Some(c) = c {
+                props = props.with_correlation_id(c.into());
+            }
+            publish(reply.get().as_bytes(), props)
+        }),
+    }
 }
 
 #[cfg(test)]

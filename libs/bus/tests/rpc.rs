@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use authstack_bus::rpc_client::DEFAULT_MAX_BATCH;
 use authstack_bus::{
     CancellationToken, IncomingCall, Names, ReplyMode, RpcClient, RpcClientConfig, RpcHandler,
     RpcServer, RpcServerConfig,
@@ -14,6 +15,8 @@ use authstack_protocol::ErrorCode;
 use authstack_protocol::rpc::{Call, CallContext, RpcReply, RpcRequest};
 use authstack_testkit::tcp_proxy::TcpProxy;
 use common::*;
+use futures::StreamExt;
+use serde_json::json;
 
 /// Answers `{"server": id, "method": ..., "request_id": ...}` after an optional delay.
 struct Echo {
@@ -64,13 +67,20 @@ fn server(url: &str, queue: &Names, handler: Arc<Echo>, shutdown: &CancellationT
 }
 
 fn client(url: &str, queue: &Names, shutdown: &CancellationToken) -> RpcClient {
-    client_with(url, queue, ReplyMode::Exclusive, shutdown)
+    client_with(
+        url,
+        queue,
+        ReplyMode::Exclusive,
+        DEFAULT_MAX_BATCH,
+        shutdown,
+    )
 }
 
 fn client_with(
     url: &str,
     queue: &Names,
     reply_mode: ReplyMode,
+    max_batch: u16,
     shutdown: &CancellationToken,
 ) -> RpcClient {
     RpcClient::start(
@@ -81,6 +91,7 @@ fn client_with(
             connection_name: "test-client".into(),
             consumer_check_interval: Duration::from_millis(100),
             reply_mode,
+            max_batch,
         },
         shutdown.clone(),
     )
@@ -150,7 +161,13 @@ async fn direct_reply_to_routes_replies_to_their_callers() {
     let queue = unique_names();
     let shutdown = CancellationToken::new();
     server(&amqp_url(), &queue, echo(1, 1), &shutdown);
-    let client = client_with(&amqp_url(), &queue, ReplyMode::Direct, &shutdown);
+    let client = client_with(
+        &amqp_url(),
+        &queue,
+        ReplyMode::Direct,
+        DEFAULT_MAX_BATCH,
+        &shutdown,
+    );
     ready(&client).await;
     let calls = (0..200).map(|i| {
         let client = client.clone();
@@ -238,6 +255,7 @@ async fn no_consumer_and_no_broker_fail_fast_with_unavailable() {
             connection_name: "nowhere".into(),
             consumer_check_interval: Duration::from_millis(100),
             reply_mode: Default::default(),
+            max_batch: DEFAULT_MAX_BATCH,
         },
         shutdown.clone(),
     );
@@ -421,4 +439,246 @@ async fn a_client_without_auth_svc_keeps_one_steady_connection() {
     assert_eq!(down, 0, "the connection dropped at {down} of 300 looks");
     assert!(!client.has_consumers());
     shutdown.cancel();
+}
+
+/// Declares the RPC queue and exchange as auth-svc does (docs/rabbitmq.md), with lapin alone.
+async fn declare_rpc(channel: &lapin::Channel, names: &Names) {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    channel
+        .queue_declare(
+            names.rpc_queue.as_str().into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            names.rpc_exchange.as_str().into(),
+            lapin::ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            names.rpc_queue.as_str().into(),
+            names.rpc_exchange.as_str().into(),
+            names.rpc_queue.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+}
+
+/// A replica written from the protocol description with lapin alone: answers single requests
+/// with one reply and `batch` requests with one `batch` reply, echoing each call's request id,
+/// and counts the calls it saw in batches and alone.
+async fn protocol_replica(names: &Names, batched: Arc<AtomicUsize>, alone: Arc<AtomicUsize>) {
+    use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions};
+    let conn = lapin::Connection::connect(&amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    declare_rpc(&channel, names).await;
+    let mut deliveries = channel
+        .basic_consume(
+            names.rpc_queue.as_str().into(),
+            "protocol-replica".into(),
+            BasicConsumeOptions::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _conn = conn;
+        while let Some(Ok(d)) = deliveries.next().await {
+            let reply_to = d.properties.reply_to().clone().unwrap();
+            let is_batch = d.properties.kind().as_ref().map(|k| k.as_str()) == Some("batch");
+            let echo = |request: &serde_json::Value| json!({"result": {"request_id": request["context"]["request_id"]}});
+            let (body, props) = if is_batch {
+                let batch: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
+                let calls = batch["calls"].as_array().unwrap();
+                batched.fetch_add(calls.len(), Ordering::SeqCst);
+                let replies: Vec<_> = calls
+                    .iter()
+                    .map(|c| json!({"correlation_id": c["correlation_id"], "reply": echo(&c["request"])}))
+                    .collect();
+                let props = lapin::BasicProperties::default().with_type("batch".into());
+                (json!({ "replies": replies }), props)
+            } else {
+                alone.fetch_add(1, Ordering::SeqCst);
+                let request: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
+                let props = lapin::BasicProperties::default()
+                    .with_correlation_id(d.properties.correlation_id().clone().unwrap());
+                (echo(&request), props)
+            };
+            let body = serde_json::to_vec(&body).unwrap();
+            channel
+                .basic_publish(
+                    "".into(),
+                    reply_to,
+                    BasicPublishOptions::default(),
+                    &body,
+                    props,
+                )
+                .await
+                .unwrap();
+            d.ack(BasicAckOptions::default()).await.unwrap();
+        }
+    });
+}
+
+#[tokio::test]
+async fn calls_waiting_together_travel_in_one_message_and_find_their_callers() {
+    for max_batch in [DEFAULT_MAX_BATCH, 1] {
+        let queue = unique_names();
+        let shutdown = CancellationToken::new();
+        let (batched, alone) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        protocol_replica(&queue, batched.clone(), alone.clone()).await;
+        let client = client_with(
+            &amqp_url(),
+            &queue,
+            ReplyMode::Exclusive,
+            max_batch,
+            &shutdown,
+        );
+        ready(&client).await;
+        let calls = (0..300).map(|i| {
+            let client = client.clone();
+            async move {
+                client
+                    .call(&request(&format!("req-{i}")), Duration::from_secs(5))
+                    .await
+            }
+        });
+        let results = futures::future::join_all(calls).await;
+        for (i, r) in results.iter().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(r.as_ref().unwrap().get()).unwrap();
+            assert_eq!(
+                v["request_id"],
+                format!("req-{i}"),
+                "reply routed to the wrong caller"
+            );
+        }
+        let (batched, alone) = (batched.load(Ordering::SeqCst), alone.load(Ordering::SeqCst));
+        assert_eq!(batched + alone, 300);
+        if max_batch == 1 {
+            assert_eq!(batched, 0, "GATEWAY_RPC_MAX_BATCH=1 sends every call alone");
+        } else {
+            assert!(
+                batched > 150,
+                "300 calls made at once mostly travel in batches: {batched} batched, {alone} alone"
+            );
+        }
+        assert_eq!(client.in_flight(), 0);
+        shutdown.cancel();
+        delete_queue(&queue).await;
+    }
+}
+
+#[tokio::test]
+async fn a_batch_is_answered_call_by_call_skipping_expired_ones() {
+    use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+    let queue = unique_names();
+    let shutdown = CancellationToken::new();
+    let handler = echo(1, 0);
+    let replica = server(&amqp_url(), &queue, handler.clone(), &shutdown);
+    assert!(eventually(10, || replica.is_consuming()).await);
+
+    let conn = lapin::Connection::connect(&amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    let reply_queue = channel
+        .queue_declare("".into(), exclusive, FieldTable::default())
+        .await
+        .unwrap();
+    let mut replies = channel
+        .basic_consume(
+            reply_queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let later = now_ms + 10_000;
+    let call = |id: &str, deadline_ms: i64, request: serde_json::Value| json!({"correlation_id": id, "message_id": format!("m-{id}"), "deadline_ms": deadline_ms, "request": request});
+    let get_me = |id: &str| json!({"method": "users.get_me", "context": {"request_id": id}});
+    let batch = json!({"calls": [
+        call("live", later, get_me("r-live")),
+        call("expired", now_ms - 1000, get_me("r-expired")),
+        call("malformed", later, json!({"method": 5})),
+        call("second", later, get_me("r-second")),
+    ]});
+    let mut headers = FieldTable::default();
+    headers.insert("x-deadline-ms".into(), AMQPValue::LongLongInt(later));
+    let props = lapin::BasicProperties::default()
+        .with_type("batch".into())
+        .with_reply_to(reply_queue.name().clone())
+        .with_headers(headers);
+    channel
+        .basic_publish(
+            queue.rpc_exchange.as_str().into(),
+            queue.rpc_queue.as_str().into(),
+            BasicPublishOptions::default(),
+            &serde_json::to_vec(&batch).unwrap(),
+            props,
+        )
+        .await
+        .unwrap();
+
+    // Replies come alone or in `batch` messages; collect them by correlation id.
+    let mut got = std::collections::HashMap::new();
+    while got.len() < 3 {
+        let d = tokio::time::timeout(Duration::from_secs(5), replies.next())
+            .await
+            .expect("replies to the batch's live calls")
+            .unwrap()
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
+        if d.properties.kind().as_ref().map(|k| k.as_str()) == Some("batch") {
+            for r in body["replies"].as_array().unwrap() {
+                got.insert(
+                    r["correlation_id"].as_str().unwrap().to_owned(),
+                    r["reply"].clone(),
+                );
+            }
+        } else {
+            let id = d.properties.correlation_id().clone().unwrap();
+            got.insert(id.as_str().to_owned(), body);
+        }
+    }
+    assert_eq!(got["live"]["result"]["request_id"], "r-live");
+    assert_eq!(got["live"]["result"]["message_id"], "m-live");
+    assert_eq!(got["second"]["result"]["request_id"], "r-second");
+    assert_eq!(got["malformed"]["error"]["code"], "validation.failed");
+    // The expired call is neither processed nor answered.
+    let late = tokio::time::timeout(Duration::from_millis(500), replies.next()).await;
+    assert!(late.is_err(), "no reply to the expired call: {late:?}");
+    assert!(!got.contains_key("expired"));
+    assert_eq!(handler.started.load(Ordering::SeqCst), 2);
+    shutdown.cancel();
+    delete_queue(&queue).await;
 }

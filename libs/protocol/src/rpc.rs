@@ -421,6 +421,51 @@ impl RpcReply {
     }
 }
 
+/// AMQP `type` of a message carrying several calls ([`CallBatch`]) or several replies
+/// ([`ReplyBatch`]) instead of one.
+pub const BATCH_MESSAGE_TYPE: &str = "batch";
+
+/// One call inside a [`CallBatch`], with what a single request carries in its AMQP properties.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchedCall {
+    /// Matches the reply to the waiting call.
+    pub correlation_id: String,
+    /// The call's idempotency key.
+    pub message_id: String,
+    /// The caller's deadline, milliseconds since the Unix epoch.
+    pub deadline_ms: i64,
+    /// The [`RpcRequest`], decoded on its own so a malformed call fails alone.
+    pub request: Box<RawValue>,
+}
+
+/// The body of a request message of type [`BATCH_MESSAGE_TYPE`]: calls that were waiting to be
+/// published together.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallBatch {
+    /// The calls, each answered on its own.
+    pub calls: Vec<BatchedCall>,
+}
+
+/// One reply inside a [`ReplyBatch`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchedReply {
+    /// The `correlation_id` of the call answered.
+    pub correlation_id: String,
+    /// The [`RpcReply`].
+    pub reply: Box<RawValue>,
+}
+
+/// The body of a reply message of type [`BATCH_MESSAGE_TYPE`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyBatch {
+    /// Replies to calls of one [`CallBatch`] (those still within their deadline).
+    pub replies: Vec<BatchedReply>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -252,15 +252,21 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         metrics::gauge!("authstack_gateway_open_connections")
             .set((limits.max_connections - permits.available_permits()) as f64);
+        let slot = Slot {
+            _permit: permit,
+            worker_open: None,
+        };
         match &workers {
-            Some(w) => w.hand_over(stream, peer, permit),
+            Some(w) => w.hand_over(stream, peer, slot),
             None => {
-                let router = router.clone();
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    serve_connection(stream, peer, router, limits, shutdown).await;
-                    drop(permit);
-                });
+                tokio::spawn(serve_in_slot(
+                    stream,
+                    peer,
+                    router.clone(),
+                    limits,
+                    shutdown.clone(),
+                    slot,
+                ));
             }
         }
     }
@@ -272,11 +278,52 @@ pub async fn serve(
     Ok(())
 }
 
-/// A connection handed to a worker, with its place under the connection limit.
+/// A connection's place: under the connection limit, and on its worker's count of open
+/// connections, both given back when dropped.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    worker_open: Option<Arc<AtomicUsize>>,
+}
+
+impl Slot {
+    /// Counts the connection on a worker (instead of the one it was counted on).
+    fn count_on(&mut self, open: &Arc<AtomicUsize>) {
+        self.leave_worker();
+        open.fetch_add(1, Ordering::Relaxed);
+        self.worker_open = Some(open.clone());
+    }
+
+    fn leave_worker(&mut self) {
+        if let Some(open) = self.worker_open.take() {
+            open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.leave_worker();
+    }
+}
+
+/// Serves a connection, then gives its slot back.
+async fn serve_in_slot(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+    slot: Slot,
+) {
+    serve_connection(stream, peer, router, limits, shutdown).await;
+    drop(slot);
+}
+
+/// A connection handed to a worker, with its slot.
 struct Handover {
     stream: std::net::TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
 }
 
 struct Worker {
@@ -308,27 +355,24 @@ impl ConnectionWorkers {
                 .build()?;
             let (queue, mut handovers) = mpsc::unbounded_channel::<Handover>();
             let open = Arc::new(AtomicUsize::new(0));
-            let (router, shutdown, worker_open) = (router.clone(), shutdown.clone(), open.clone());
+            let (router, shutdown) = (router.clone(), shutdown.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("http-worker-{i}"))
                 .spawn(move || {
                     runtime.block_on(async move {
                         while let Some(h) = handovers.recv().await {
-                            let stream = match TcpStream::from_std(h.stream) {
-                                Ok(s) => s,
+                            match TcpStream::from_std(h.stream) {
+                                Ok(stream) => {
+                                    let (router, shutdown) = (router.clone(), shutdown.clone());
+                                    let serve = serve_in_slot(
+                                        stream, h.peer, router, limits, shutdown, h.slot,
+                                    );
+                                    tokio::spawn(serve);
+                                }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "could not adopt a connection");
-                                    worker_open.fetch_sub(1, Ordering::Relaxed);
-                                    continue;
                                 }
-                            };
-                            let (router, shutdown, open) =
-                                (router.clone(), shutdown.clone(), worker_open.clone());
-                            tokio::spawn(async move {
-                                serve_connection(stream, h.peer, router, limits, shutdown).await;
-                                open.fetch_sub(1, Ordering::Relaxed);
-                                drop(h.permit);
-                            });
+                            }
                         }
                     });
                 })?;
@@ -343,7 +387,7 @@ impl ConnectionWorkers {
 
     /// Gives a connection to the worker with the fewest open connections (the next one if that
     /// worker is gone; with none left the connection is closed).
-    fn hand_over(&self, stream: TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit) {
+    fn hand_over(&self, stream: TcpStream, peer: SocketAddr, slot: Slot) {
         let stream = match stream.into_std() {
             Ok(s) => s,
             Err(e) => {
@@ -353,19 +397,12 @@ impl ConnectionWorkers {
         };
         let mut order: Vec<&Worker> = self.workers.iter().collect();
         order.sort_by_key(|w| w.open.load(Ordering::Relaxed));
-        let mut handover = Handover {
-            stream,
-            peer,
-            permit,
-        };
+        let mut handover = Handover { stream, peer, slot };
         for worker in order {
-            worker.open.fetch_add(1, Ordering::Relaxed);
+            handover.slot.count_on(&worker.open);
             match worker.queue.send(handover) {
                 Ok(()) => return,
-                Err(mpsc::error::SendError(back)) => {
-                    worker.open.fetch_sub(1, Ordering::Relaxed);
-                    handover = back;
-                }
+                Err(mpsc::error::SendError(back)) => handover = back,
             }
         }
         tracing::error!("every HTTP worker thread is gone; connection closed");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, SqlSafeStr};
+use sqlx::{Connection, Executor, SqlSafeStr};
 
 /// The schema everything lives in.
 pub const SCHEMA: &str = "auth";
@@ -53,6 +53,13 @@ fn migrator(create_schema: bool) -> Migrator {
 /// bargain as HikariCP's `aliveBypassWindowMs` (500 ms).
 pub const PING_IF_IDLE_FOR: Duration = Duration::from_millis(500);
 
+/// Set on every connection: prepared statements always run their generic plan, never re-planned
+/// per execution. Every query here is an OLTP lookup or write by key, where the generic plan is
+/// the custom one; PostgreSQL's default (`auto`) re-plans a statement whose custom plans look
+/// cheaper, which the one taking arrays of callers (`unnest`, its size known only per call)
+/// always does: planning cost `/users/me` half of PostgreSQL's CPU (docs/performance.md).
+pub const SESSION_SETTINGS: &str = "SET plan_cache_mode = force_generic_plan";
+
 /// Connects (retrying for up to `wait` while the database is starting) and migrates.
 pub async fn connect_and_migrate(
     url: &str,
@@ -68,6 +75,12 @@ pub async fn connect_and_migrate(
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(5))
             .test_before_acquire(false)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(SESSION_SETTINGS).await?;
+                    Ok(())
+                })
+            })
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
                     if meta.idle_for >= PING_IF_IDLE_FOR {

@@ -16,7 +16,8 @@ use authstack_keyring::material::generate;
 use authstack_keyring::{KeyRing, SigningAlgorithm};
 use authstack_protocol::ErrorCode;
 use authstack_protocol::rpc::{
-    Call, CallContext, LoginParams, RefreshTokenParams, RegisterParams, RpcReply, RpcRequest,
+    Call, CallContext, DeleteMeParams, LoginParams, RefreshTokenParams, RegisterParams, RpcReply,
+    RpcRequest, Secret,
 };
 use authstack_testkit::cleanup::CleanupGuard;
 use authstack_testkit::postgres::TestDatabase;
@@ -131,12 +132,23 @@ async fn redelivered_requests_replay_the_first_reply() {
     let shutdown = CancellationToken::new();
     let svc = service(&db, &shutdown).await;
 
-    let first = result(svc.handle(call(&register("quinn"), "m-1", false)).await).unwrap();
-    let again = result(svc.handle(call(&register("quinn"), "m-1", true)).await).unwrap();
+    let first = result(
+        svc.handle(call(&register("quinn"), "m-1", false), None)
+            .await,
+    )
+    .unwrap();
+    let again = result(
+        svc.handle(call(&register("quinn"), "m-1", true), None)
+            .await,
+    )
+    .unwrap();
     assert_eq!(first, again, "the redelivery returns the stored reply");
     // A different call with the same content is a new request: a real conflict.
     assert_eq!(
-        result(svc.handle(call(&register("quinn"), "m-2", false)).await),
+        result(
+            svc.handle(call(&register("quinn"), "m-2", false), None)
+                .await
+        ),
         Err(ErrorCode::UserExists)
     );
 
@@ -145,9 +157,9 @@ async fn redelivered_requests_replay_the_first_reply() {
         login: "quinn".into(),
         password: "correct horse battery".into(),
     });
-    result(svc.handle(call(&login, "m-3", false)).await).unwrap();
+    result(svc.handle(call(&login, "m-3", false), None).await).unwrap();
     assert_eq!(
-        result(svc.handle(call(&login, "m-3", true)).await),
+        result(svc.handle(call(&login, "m-3", true), None).await),
         Err(ErrorCode::Conflict)
     );
 
@@ -180,36 +192,40 @@ async fn a_redelivered_refresh_rotates_once_and_is_not_taken_for_reuse() {
     let (db, cleanup) = database().await;
     let shutdown = CancellationToken::new();
     let svc = service(&db, &shutdown).await;
-    result(svc.handle(call(&register("rory"), "f-0", false)).await).unwrap();
+    result(
+        svc.handle(call(&register("rory"), "f-0", false), None)
+            .await,
+    )
+    .unwrap();
     let login = Call::Login(LoginParams {
         login: "rory".into(),
         password: "correct horse battery".into(),
     });
-    let pair = result(svc.handle(call(&login, "f-1", false)).await).unwrap();
+    let pair = result(svc.handle(call(&login, "f-1", false), None).await).unwrap();
     let refresh = |token: &serde_json::Value| {
         Call::Refresh(RefreshTokenParams {
             refresh_token: token.as_str().unwrap().into(),
         })
     };
     let first = refresh(&pair["refresh_token"]);
-    let next = result(svc.handle(call(&first, "f-2", false)).await).unwrap();
+    let next = result(svc.handle(call(&first, "f-2", false), None).await).unwrap();
     // The broker delivers the same request again (auth-svc died before acknowledging it): not
     // applied twice, and not a reuse of a spent token (which would revoke the session).
     assert_eq!(
-        result(svc.handle(call(&first, "f-2", true)).await),
+        result(svc.handle(call(&first, "f-2", true), None).await),
         Err(ErrorCode::Conflict)
     );
     // Racing deliveries of one request: one answer, one refusal.
     let second = refresh(&next["refresh_token"]);
     let (a, b) = tokio::join!(
-        svc.handle(call(&second, "f-3", false)),
-        svc.handle(call(&second, "f-3", true))
+        svc.handle(call(&second, "f-3", false), None),
+        svc.handle(call(&second, "f-3", true), None)
     );
     let (a, b) = (result(a), result(b));
     assert!(a.is_ok() != b.is_ok(), "{a:?} / {b:?}");
     let latest = a.or(b).unwrap();
     result(
-        svc.handle(call(&refresh(&latest["refresh_token"]), "f-4", false))
+        svc.handle(call(&refresh(&latest["refresh_token"]), "f-4", false), None)
             .await,
     )
     .expect("the session survived the redeliveries");
@@ -233,7 +249,11 @@ async fn a_right_password_forgets_the_accounts_failures_and_a_replayed_login_cha
     let (db, cleanup) = database().await;
     let shutdown = CancellationToken::new();
     let svc = service(&db, &shutdown).await;
-    result(svc.handle(call(&register("sage"), "t-0", false)).await).unwrap();
+    result(
+        svc.handle(call(&register("sage"), "t-0", false), None)
+            .await,
+    )
+    .unwrap();
     let login = |password: &str| {
         Call::Login(LoginParams {
             login: "sage".into(),
@@ -242,7 +262,10 @@ async fn a_right_password_forgets_the_accounts_failures_and_a_replayed_login_cha
     };
     for (i, id) in ["t-1", "t-2"].iter().enumerate() {
         assert_eq!(
-            result(svc.handle(call(&login("wrong guess"), id, false)).await),
+            result(
+                svc.handle(call(&login("wrong guess"), id, false), None)
+                    .await
+            ),
             Err(ErrorCode::InvalidCredentials),
             "guess {i}"
         );
@@ -256,7 +279,7 @@ async fn a_right_password_forgets_the_accounts_failures_and_a_replayed_login_cha
     };
     assert!(failing().await > 0, "the wrong guesses are counted");
     result(
-        svc.handle(call(&login("correct horse battery"), "t-3", false))
+        svc.handle(call(&login("correct horse battery"), "t-3", false), None)
             .await,
     )
     .unwrap();
@@ -264,7 +287,7 @@ async fn a_right_password_forgets_the_accounts_failures_and_a_replayed_login_cha
     // A redelivery of that login is refused, and stores nothing more.
     assert_eq!(
         result(
-            svc.handle(call(&login("correct horse battery"), "t-3", true))
+            svc.handle(call(&login("correct horse battery"), "t-3", true), None)
                 .await
         ),
         Err(ErrorCode::Conflict)
@@ -288,8 +311,8 @@ async fn a_redelivery_racing_its_first_delivery_is_applied_once() {
         let c = register(&format!("racer{i}"));
         let id = format!("race-{i}");
         let (a, b) = tokio::join!(
-            svc.handle(call(&c, &id, false)),
-            svc.handle(call(&c, &id, true))
+            svc.handle(call(&c, &id, false), None),
+            svc.handle(call(&c, &id, true), None)
         );
         let (a, b) = (result(a), result(b));
         assert!(a.is_ok(), "{a:?}");
@@ -306,13 +329,108 @@ async fn a_redelivery_racing_its_first_delivery_is_applied_once() {
     cleanup.run().await;
 }
 
+/// A batch's callers are loaded in one query before its calls run (`prepare`); each call then
+/// answers exactly as it would alone: a live session, a logged-out one, a deleted account, no
+/// token at all.
+#[tokio::test]
+async fn calls_with_prepared_callers_answer_as_calls_alone() {
+    let (db, cleanup) = database().await;
+    let shutdown = CancellationToken::new();
+    let svc = service(&db, &shutdown).await;
+    let mut access = Vec::new();
+    let mut refresh = Vec::new();
+    for name in ["ann", "bob", "cyd"] {
+        result(
+            svc.handle(call(&register(name), &format!("r-{name}"), false), None)
+                .await,
+        )
+        .unwrap();
+        let login = Call::Login(LoginParams {
+            login: name.into(),
+            password: "correct horse battery".into(),
+        });
+        let pair = result(
+            svc.handle(call(&login, &format!("l-{name}"), false), None)
+                .await,
+        )
+        .unwrap();
+        access.push(pair["access_token"].as_str().unwrap().to_owned());
+        refresh.push(pair["refresh_token"].as_str().unwrap().to_owned());
+    }
+    let as_caller = |c: &Call, token: Option<&str>| IncomingCall {
+        request: RpcRequest::new(
+            c,
+            CallContext {
+                access_token: token.map(|t| Secret(t.to_owned())),
+                ..Default::default()
+            },
+        ),
+        request_id: String::new(),
+        redelivered: false,
+    };
+    // bob logs out; cyd deletes the account.
+    let logout = Call::Logout(RefreshTokenParams {
+        refresh_token: refresh[1].as_str().into(),
+    });
+    result(svc.handle(as_caller(&logout, Some(&access[1])), None).await).unwrap();
+    let delete = Call::DeleteMe(DeleteMeParams {
+        current_password: "correct horse battery".into(),
+    });
+    result(svc.handle(as_caller(&delete, Some(&access[2])), None).await).unwrap();
+
+    let batch: Vec<IncomingCall> = access
+        .iter()
+        .map(|t| as_caller(&Call::GetMe, Some(t)))
+        .chain([as_caller(&Call::GetMe, None)])
+        .collect();
+    let requests: Vec<&RpcRequest> = batch.iter().map(|c| &c.request).collect();
+    let prepared = svc.prepare(&requests).await;
+    assert!(
+        prepared.is_some(),
+        "two or more callers are loaded together"
+    );
+    let mut together = Vec::new();
+    let mut alone = Vec::new();
+    for c in &batch {
+        let copy = || IncomingCall {
+            request: c.request.clone(),
+            request_id: String::new(),
+            redelivered: false,
+        };
+        together.push(result(svc.handle(copy(), prepared.as_ref()).await));
+        alone.push(result(svc.handle(copy(), None).await));
+    }
+    assert_eq!(together, alone);
+    assert_eq!(together[0].as_ref().unwrap()["username"], "ann");
+    assert_eq!(
+        together[1],
+        Err(ErrorCode::InvalidToken),
+        "bob's session is revoked"
+    );
+    assert_eq!(
+        together[2],
+        Err(ErrorCode::InvalidToken),
+        "cyd's account is gone"
+    );
+    assert_eq!(together[3], Err(ErrorCode::InvalidToken), "no token");
+    shutdown.cancel();
+    cleanup.run().await;
+}
+
 #[tokio::test]
 async fn replicas_starting_together_migrate_once() {
     let (db, cleanup) = database().await;
     let starts =
         (0..4).map(|_| auth_svc::db::connect_and_migrate(&db.url, 2, Duration::from_secs(10)));
     for pool in futures::future::join_all(starts).await {
-        pool.expect("every replica starts").close().await;
+        let pool = pool.expect("every replica starts");
+        // Every pooled connection runs prepared statements on their generic plan (db.rs).
+        let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "force_generic_plan");
+        pool.close().await;
     }
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     let applied: i64 =
@@ -335,7 +453,7 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
         PasswordHasherPool::new(8192, 1, 1, 2, 16).unwrap(),
     )
     .await;
-    result(old.handle(call(&register("rae"), "r-1", false)).await).unwrap();
+    result(old.handle(call(&register("rae"), "r-1", false), None).await).unwrap();
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     let hash = || async {
         sqlx::query_scalar::<_, String>("SELECT password_hash FROM auth.credentials")
@@ -356,9 +474,9 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
         login: "rae".into(),
         password: "correct horse battery".into(),
     });
-    result(new.handle(call(&login, "r-2", false)).await).unwrap();
+    result(new.handle(call(&login, "r-2", false), None).await).unwrap();
     assert!(hash().await.contains("m=19456,t=2,p=1"), "{}", hash().await);
-    result(new.handle(call(&login, "r-3", false)).await).unwrap();
+    result(new.handle(call(&login, "r-3", false), None).await).unwrap();
     pool.close().await;
     shutdown.cancel();
     cleanup.run().await;
@@ -369,12 +487,16 @@ async fn housekeeping_deletes_only_what_can_no_longer_matter() {
     let (db, cleanup) = database().await;
     let shutdown = CancellationToken::new();
     let svc = service(&db, &shutdown).await;
-    result(svc.handle(call(&register("hana"), "h-1", false)).await).unwrap();
+    result(
+        svc.handle(call(&register("hana"), "h-1", false), None)
+            .await,
+    )
+    .unwrap();
     let login = Call::Login(LoginParams {
         login: "hana".into(),
         password: "correct horse battery".into(),
     });
-    result(svc.handle(call(&login, "h-2", false)).await).unwrap();
+    result(svc.handle(call(&login, "h-2", false), None).await).unwrap();
 
     // Old bookkeeping next to the login's: the registration's request id an hour and a minute
     // old; a session revoked 25 hours ago and one revoked an hour ago; in the latter, a token

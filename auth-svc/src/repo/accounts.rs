@@ -35,6 +35,7 @@ impl From<AccountRow> for authstack_protocol::Account {
 }
 
 /// An account with the state of one of its sessions.
+#[derive(Debug, Clone)]
 pub(crate) struct AccountWithSession {
     /// The account.
     pub account: AccountRow,
@@ -81,32 +82,54 @@ pub(crate) async fn find_with_session(
     session: Uuid,
     session_max_lifetime: std::time::Duration,
 ) -> sqlx::Result<Option<AccountWithSession>> {
-    let row = sqlx::query!(
-        r#"SELECT id, email, username, display_name, roles, disabled, created_at, updated_at,
+    let found = find_with_sessions(db, &[(id, session)], session_max_lifetime).await?;
+    Ok(found.into_iter().next().map(|(_, row)| row))
+}
+
+/// [`find_with_session`] for many (account, session) pairs in one query: the pairs whose account
+/// exists, each with its account and whether the session is live.
+pub(crate) async fn find_with_sessions(
+    db: impl PgExecutor<'_>,
+    pairs: &[(Uuid, Uuid)],
+    session_max_lifetime: std::time::Duration,
+) -> sqlx::Result<Vec<((Uuid, Uuid), AccountWithSession)>> {
+    let (accounts, sessions): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+    let rows = sqlx::query!(
+        r#"SELECT p.session_id AS "session_id!",
+                  a.id, a.email, a.username, a.display_name, a.roles, a.disabled, a.created_at,
+                  a.updated_at,
                   EXISTS (SELECT 1 FROM auth.sessions s
-                           WHERE s.id = $2 AND s.account_id = $1 AND s.revoked_at IS NULL
+                           WHERE s.id = p.session_id AND s.account_id = a.id
+                             AND s.revoked_at IS NULL
                              AND s.created_at + make_interval(secs => $3) > now())
                     AS "session_live!"
-             FROM auth.accounts WHERE id = $1"#,
-        id,
-        session,
+             FROM unnest($1::uuid[], $2::uuid[]) AS p (account_id, session_id)
+             JOIN auth.accounts a ON a.id = p.account_id"#,
+        &accounts,
+        &sessions,
         secs(session_max_lifetime)
     )
-    .fetch_optional(db)
+    .fetch_all(db)
     .await?;
-    Ok(row.map(|r| AccountWithSession {
-        account: AccountRow {
-            id: r.id,
-            email: r.email,
-            username: r.username,
-            display_name: r.display_name,
-            roles: r.roles,
-            disabled: r.disabled,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        },
-        session_live: r.session_live,
-    }))
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let found = AccountWithSession {
+                account: AccountRow {
+                    id: r.id,
+                    email: r.email,
+                    username: r.username,
+                    display_name: r.display_name,
+                    roles: r.roles,
+                    disabled: r.disabled,
+                    created_at: r.created_at,
+                    updated_at: r.updated_at,
+                },
+                session_live: r.session_live,
+            };
+            ((r.id, r.session_id), found)
+        })
+        .collect())
 }
 
 /// The account whose email or user name is `login` (lower-cased), with its password hash.

@@ -153,7 +153,7 @@ impl AuthService {
     }
 
     pub(super) async fn get_me(&self, req: Request<'_>) -> Result<RpcReply, ServiceError> {
-        let row = self.active_caller(req.ctx).await?;
+        let row = self.active_caller(req).await?;
         Ok(RpcReply::ok(&Account::from(row)))
     }
 
@@ -163,7 +163,7 @@ impl AuthService {
         req: Request<'_>,
     ) -> Result<RpcReply, ServiceError> {
         validate::update_me(&p)?;
-        let caller = self.active_caller(req.ctx).await?;
+        let caller = self.active_caller(req).await?;
         if p.email.is_some()
             && let Some(password) = p.current_password.clone()
         {
@@ -212,7 +212,7 @@ impl AuthService {
         req: Request<'_>,
     ) -> Result<RpcReply, ServiceError> {
         validate::delete_me(&p)?;
-        let caller = self.active_caller(req.ctx).await?;
+        let caller = self.active_caller(req).await?;
         self.verify_current_password(caller.id, p.current_password, req)
             .await?;
         self.delete_account(caller.id, None, req, "users.delete_me")
@@ -243,7 +243,7 @@ impl AuthService {
     /// The caller, who must currently hold the admin role (checked against the database, not
     /// just the token, so a revoked role stops working at once).
     async fn require_admin(&self, req: Request<'_>) -> Result<AccountRow, ServiceError> {
-        let caller = self.active_caller(req.ctx).await?;
+        let caller = self.active_caller(req).await?;
         if !caller.roles.iter().any(|r| r == ROLE_ADMIN) {
             return Err(admin_required());
         }
@@ -368,7 +368,7 @@ impl AuthService {
         req: Request<'_>,
     ) -> Result<RpcReply, ServiceError> {
         validate::access_check(&p)?;
-        let allowed = match self.active_caller(req.ctx).await {
+        let allowed = match self.active_caller(req).await {
             Ok(caller) => self
                 .policy
                 .allows(&caller.roles, &p.method, &p.path)

@@ -11,11 +11,12 @@
 mod accounts;
 mod sessions;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use authstack_bus::{IncomingCall, RpcHandler};
-use authstack_protocol::rpc::{Call, CallContext, RpcReply};
+use authstack_protocol::rpc::{Call, CallContext, RpcReply, RpcRequest};
 use authstack_protocol::{ErrorBody, ErrorCode, Event, EventKind, Revocation};
 use chrono::Utc;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -27,6 +28,7 @@ use crate::outbox::{self, RelaySignal};
 use crate::passwords::{HashError, PasswordHasherPool};
 use crate::policy::Policy;
 pub(crate) use crate::repo::accounts::AccountRow;
+use crate::repo::accounts::AccountWithSession;
 use crate::repo::{self, maintenance, processed};
 use crate::throttle::ThrottlePolicy;
 use crate::tokens::AccessTokenSettings;
@@ -189,15 +191,17 @@ impl AuthService {
     }
 
     /// Dispatches one call.
-    pub async fn dispatch(
+    pub(crate) async fn dispatch(
         &self,
         call: Call,
         ctx: &CallContext,
         request_id: &str,
+        callers: Option<&Callers>,
     ) -> Result<RpcReply, ServiceError> {
         let req = Request {
             ctx,
             id: request_id,
+            callers,
         };
         match call {
             Call::Register(p) => self.register(p, req).await,
@@ -320,19 +324,26 @@ impl AuthService {
     /// is neither revoked nor past its absolute lifetime and that its account still exists and
     /// is enabled — so logout, logout-all, a password change, disabling and deletion stop the
     /// old access tokens at once, however long they would still verify.
-    pub(crate) async fn authenticate(&self, ctx: &CallContext) -> Result<Caller, ServiceError> {
-        let token = ctx
+    pub(crate) async fn authenticate(&self, req: Request<'_>) -> Result<Caller, ServiceError> {
+        let token = req
+            .ctx
             .access_token
             .as_ref()
             .ok_or_else(|| fail(ErrorCode::InvalidToken, "authentication required"))?;
         let identity = self.bearer.verify(&self.keys.current(), token.expose())?;
-        let row = repo::accounts::find_with_session(
-            &self.pool,
-            identity.account_id,
-            identity.session_id,
-            self.settings.session_max_lifetime,
-        )
-        .await?;
+        let pair = (identity.account_id, identity.session_id);
+        let row = match req.callers.and_then(|c| c.0.get(&pair)) {
+            Some(loaded) => loaded.clone(),
+            None => {
+                repo::accounts::find_with_session(
+                    &self.pool,
+                    identity.account_id,
+                    identity.session_id,
+                    self.settings.session_max_lifetime,
+                )
+                .await?
+            }
+        };
         match row {
             None => Err(fail(
                 ErrorCode::InvalidToken,
@@ -354,8 +365,8 @@ impl AuthService {
     }
 
     /// The authenticated caller's id (see [`AuthService::authenticate`]).
-    pub(crate) async fn caller(&self, ctx: &CallContext) -> Result<Uuid, ServiceError> {
-        Ok(self.authenticate(ctx).await?.account.id)
+    pub(crate) async fn caller(&self, req: Request<'_>) -> Result<Uuid, ServiceError> {
+        Ok(self.authenticate(req).await?.account.id)
     }
 
     /// One account by id.
@@ -364,11 +375,8 @@ impl AuthService {
     }
 
     /// The caller's account (see [`AuthService::authenticate`]).
-    pub(crate) async fn active_caller(
-        &self,
-        ctx: &CallContext,
-    ) -> Result<AccountRow, ServiceError> {
-        Ok(self.authenticate(ctx).await?.account)
+    pub(crate) async fn active_caller(&self, req: Request<'_>) -> Result<AccountRow, ServiceError> {
+        Ok(self.authenticate(req).await?.account)
     }
 
     /// The `data` of an event revoking `sessions` (or, with none, a whole account): why, which
@@ -419,19 +427,58 @@ impl AuthService {
     }
 }
 
-/// The caller context and request id of one call.
+/// The caller context and request id of one call, with its batch's prepared callers.
 #[derive(Clone, Copy)]
 pub(crate) struct Request<'a> {
     pub ctx: &'a CallContext,
     pub id: &'a str,
+    pub callers: Option<&'a Callers>,
 }
 
+/// The callers of a batch's calls, loaded in one query before any call runs: by (account,
+/// session), the account and whether the session is live, or `None` for an account that does
+/// not exist. A call whose caller is missing here looks it up itself.
+#[derive(Default)]
+pub struct Callers(HashMap<(Uuid, Uuid), Option<AccountWithSession>>);
+
 impl RpcHandler for AuthService {
+    type Batch = Callers;
+
+    /// Verifies the batch's access tokens (a cache hit for most) and loads every caller's account
+    /// and session state in one query, instead of a query per call. Worth it from two callers
+    /// on; a failed query leaves each call to look its caller up itself.
+    async fn prepare(&self, requests: &[&RpcRequest]) -> Option<Callers> {
+        let keys = self.keys.current();
+        let mut pairs: Vec<(Uuid, Uuid)> = requests
+            .iter()
+            .filter_map(|r| r.context.access_token.as_ref())
+            .filter_map(|t| self.bearer.verify(&keys, t.expose()).ok())
+            .map(|identity| (identity.account_id, identity.session_id))
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        if pairs.len() < 2 {
+            return None;
+        }
+        let found = repo::accounts::find_with_sessions(
+            &self.pool,
+            &pairs,
+            self.settings.session_max_lifetime,
+        )
+        .await
+        .ok()?;
+        let mut callers: HashMap<_, _> = pairs.into_iter().map(|p| (p, None)).collect();
+        for (pair, row) in found {
+            callers.insert(pair, Some(row));
+        }
+        Some(Callers(callers))
+    }
+
     /// Decodes and dispatches a call. A redelivered mutation (its first delivery may have been
     /// applied by a replica that died before acknowledging it) is first looked up by request id.
     /// A failed mutation is looked up too: another delivery of the same message may have
     /// committed meanwhile (either one can win the race), and its reply is the true answer.
-    async fn handle(&self, call: IncomingCall) -> RpcReply {
+    async fn handle(&self, call: IncomingCall, callers: Option<&Callers>) -> RpcReply {
         let decoded = match call.request.decode() {
             Ok(c) => c,
             Err(e) => return RpcReply::Error(e),
@@ -445,7 +492,7 @@ impl RpcHandler for AuthService {
             return reply;
         }
         match self
-            .dispatch(decoded, &call.request.context, &call.request_id)
+            .dispatch(decoded, &call.request.context, &call.request_id, callers)
             .await
         {
             Ok(reply) => reply,

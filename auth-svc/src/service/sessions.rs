@@ -358,7 +358,7 @@ impl AuthService {
         req: Request<'_>,
     ) -> Result<RpcReply, ServiceError> {
         validate::refresh_token(&p)?;
-        let account = self.caller(req.ctx).await?;
+        let account = self.caller(req).await?;
         let mut tx = self.pool.begin().await?;
         // Like RFC 7009: an unknown token, or another account's, is not an error.
         let hash = tokens::hash_refresh_token(p.refresh_token.expose());
@@ -380,7 +380,7 @@ impl AuthService {
     }
 
     pub(super) async fn logout_all(&self, req: Request<'_>) -> Result<RpcReply, ServiceError> {
-        let account = self.caller(req.ctx).await?;
+        let account = self.caller(req).await?;
         let mut tx = self.pool.begin().await?;
         let revoked = sessions::revoke_all(&mut *tx, account, None, "logout_all").await?;
         let event = self.sessions_revoked(account, "logout_all", &revoked);
@@ -404,7 +404,7 @@ impl AuthService {
         let Caller {
             account: caller,
             session_id,
-        } = self.authenticate(req.ctx).await?;
+        } = self.authenticate(req).await?;
         self.verify_current_password(caller.id, p.current_password, req)
             .await?;
         let new_hash = self.hasher.hash(p.new_password.0).await?;

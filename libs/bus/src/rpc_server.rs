@@ -59,8 +59,25 @@ pub struct IncomingCall {
 
 /// Answers RPC calls.
 pub trait RpcHandler: Send + Sync + 'static {
-    /// Handles one call and returns its reply.
-    fn handle(&self, call: IncomingCall) -> impl Future<Output = RpcReply> + Send;
+    /// What [`RpcHandler::prepare`] loads once for all the calls of a batch (`()` if nothing).
+    type Batch: Send + Sync + 'static;
+
+    /// Runs once for the decodable calls of a batch message before any of them is handled, e.g.
+    /// one query for what they all need instead of one per call. `None`: nothing shared.
+    fn prepare(
+        &self,
+        _requests: &[&RpcRequest],
+    ) -> impl Future<Output = Option<Self::Batch>> + Send {
+        async { None }
+    }
+
+    /// Handles one call and returns its reply; `batch` is what [`RpcHandler::prepare`] loaded for
+    /// the call's batch (`None` for a call that came alone).
+    fn handle(
+        &self,
+        call: IncomingCall,
+        batch: Option<&Self::Batch>,
+    ) -> impl Future<Output = RpcReply> + Send;
 }
 
 /// Settings of an [`RpcServer`].
@@ -382,7 +399,12 @@ async fn process<H: RpcHandler>(
             .map(|m| m.as_str().to_owned())
             .unwrap_or_default();
         match worker
-            .answer(&delivery.data, request_id, message_deadline(props))
+            .answer(
+                serde_json::from_slice(&delivery.data),
+                request_id,
+                message_deadline(props),
+                None,
+            )
             .await
         {
             Some(reply) => {
@@ -420,13 +442,15 @@ impl<H> Clone for Worker<'_, H> {
 impl<H> Copy for Worker<'_, H> {}
 
 impl<H: RpcHandler> Worker<'_, H> {
-    /// Waits for a permit, then decodes the call and lets the handler answer it. A call whose
+    /// Waits for a permit, then lets the handler answer the call (or refuses its undecodable
+    /// request). A call whose
     /// deadline passed meanwhile is dropped unanswered (`None`): nobody waits for it any more.
     async fn answer(
         self,
-        data: &[u8],
+        request: serde_json::Result<RpcRequest>,
         request_id: String,
         deadline_ms: Option<i64>,
+        batch: Option<&H::Batch>,
     ) -> Option<RpcReply> {
         let Ok(_permit) = self.permits.acquire().await else {
             return None;
@@ -436,7 +460,7 @@ impl<H: RpcHandler> Worker<'_, H> {
             return None;
         }
         let started = Instant::now();
-        let (method, reply) = match serde_json::from_slice::<RpcRequest>(data) {
+        let (method, reply) = match request {
             Ok(request) => {
                 let method = request.method.clone();
                 // Every log line of the call names the HTTP request id the gateway assigned.
@@ -450,7 +474,10 @@ impl<H: RpcHandler> Worker<'_, H> {
                     request_id,
                     redelivered: self.redelivered,
                 };
-                (method, self.handler.handle(call).instrument(span).await)
+                (
+                    method,
+                    self.handler.handle(call, batch).instrument(span).await,
+                )
             }
             Err(e) => (
                 "invalid".to_owned(),
@@ -484,13 +511,34 @@ async fn answer_batch<H: RpcHandler>(
             return true;
         }
     };
-    let mut calls: FuturesUnordered<_> = batch
+    let now = now_ms();
+    let calls: Vec<_> = batch
         .calls
         .into_iter()
-        .map(|call| async move {
-            let request = call.request.get().as_bytes();
+        .filter(|call| {
+            let live = call.deadline_ms >= now;
+            if !live {
+                metrics::counter!("authstack_rpc_server_expired_total").increment(1);
+            }
+            live
+        })
+        .map(|call| {
+            let request = serde_json::from_str::<RpcRequest>(call.request.get());
+            (call, request)
+        })
+        .collect();
+    let decoded: Vec<&RpcRequest> = calls.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+    let prepared = if decoded.len() > 1 {
+        worker.handler.prepare(&decoded).await
+    } else {
+        None
+    };
+    let prepared = prepared.as_ref();
+    let mut calls: FuturesUnordered<_> = calls
+        .into_iter()
+        .map(|(call, request)| async move {
             let reply = worker
-                .answer(request, call.message_id, Some(call.deadline_ms))
+                .answer(request, call.message_id, Some(call.deadline_ms), prepared)
                 .await;
             (Some(call.correlation_id), reply)
         })

@@ -31,7 +31,9 @@ struct Answer {
 }
 
 impl RpcHandler for Answer {
-    async fn handle(&self, call: IncomingCall) -> RpcReply {
+    type Batch = ();
+
+    async fn handle(&self, call: IncomingCall, _: Option<&()>) -> RpcReply {
         self.handled.fetch_add(1, Ordering::SeqCst);
         RpcReply::ok(&serde_json::json!({ "method": call.request.method }))
     }

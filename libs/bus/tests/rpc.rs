@@ -28,7 +28,9 @@ struct Echo {
 }
 
 impl RpcHandler for Echo {
-    async fn handle(&self, call: IncomingCall) -> RpcReply {
+    type Batch = ();
+
+    async fn handle(&self, call: IncomingCall, _: Option<&()>) -> RpcReply {
         self.started.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
         self.handled.fetch_add(1, Ordering::SeqCst);

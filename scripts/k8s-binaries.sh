@@ -40,12 +40,15 @@ case "$what" in
   *) die "usage: $0 [control-plane|node|all]" ;;
 esac
 
-# Prints the binary folder and exits when every binary asked for is there.
+# Sets `missing` to the binaries asked for that are not there yet; when none is missing,
+# prints the binary folder and exits.
 exit_if_complete() {
   local b
+  missing=()
   for b in "${bins[@]}"; do
-    [[ -s "$BIN_DIR/$b" ]] || return 0
+    [[ -s "$BIN_DIR/$b" ]] || missing+=("$b")
   done
+  ((${#missing[@]} > 0)) && return 0
   printf '%s\n' "$BIN_DIR"
   exit 0
 }
@@ -172,6 +175,9 @@ for b in "${missing[@]}"; do
       ;;
   esac
   log "built $b in $(($(date +%s) - t0)) s"
+done
+for b in "${bins[@]}"; do
+  [[ -s "$BIN_DIR/$b" ]] || die "$b is still missing from $BIN_DIR after the build"
 done
 log "done in $(($(date +%s) - start)) s; binaries in $BIN_DIR ($(du -sh "$BIN_DIR" | cut -f1))"
 printf '%s\n' "$BIN_DIR"

@@ -178,6 +178,56 @@ async fn logout_all_revokes_a_child_created_by_a_concurrent_refresh() {
     app.teardown().await;
 }
 
+/// A refresh that reads its token while a revocation of its session is in flight (the fast
+/// path reads without locks) must not spend it once the revocation commits.
+#[tokio::test]
+async fn a_refresh_racing_an_uncommitted_revocation_spends_nothing() {
+    let app = TestApp::spawn().await;
+    let (account, _, refresh) = app.user("rae").await;
+    let id: uuid::Uuid = account["id"].as_str().unwrap().parse().unwrap();
+    let pool = app.pool().await;
+
+    // A revocation of the session, written and not yet committed.
+    let mut revocation = pool.begin().await.unwrap();
+    sqlx::query(
+        "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = 'logout'
+          WHERE account_id = $1",
+    )
+    .bind(id)
+    .execute(&mut *revocation)
+    .await
+    .unwrap();
+    let refreshing = {
+        let (http, url) = (app.http.clone(), app.url("/api/v1/auth/refresh"));
+        tokio::spawn(async move {
+            let res = http
+                .post(url)
+                .json(&json!({"refresh_token": refresh}))
+                .send()
+                .await
+                .unwrap();
+            Reply::from(res).await
+        })
+    };
+    wait_for_lock_waiters(&pool, 1).await;
+    revocation.commit().await.unwrap();
+
+    refreshing
+        .await
+        .unwrap()
+        .assert_error(401, "auth.invalid_token");
+    let (tokens, spent): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(used_at) FROM auth.refresh_tokens WHERE account_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((tokens, spent), (1, 0), "no child, the token unspent");
+    pool.close().await;
+    app.teardown().await;
+}
+
 #[tokio::test]
 async fn concurrent_demotions_never_leave_the_stack_without_an_admin() {
     let app = TestApp::spawn().await;

@@ -51,8 +51,31 @@ pub(crate) async fn insert(
     Ok(())
 }
 
-/// The token hashed `hash`, locked together with its session row (`FOR UPDATE`), so refreshes
-/// of one token run one at a time and a refresh and a revocation of its session are serialised.
+/// The token hashed `hash` as it is now, nothing locked: what a refresh's fast path
+/// ([`replace_if_live`]) reads before it signs the successor.
+pub(crate) async fn peek_presented(
+    db: impl PgExecutor<'_>,
+    hash: &[u8],
+) -> sqlx::Result<Option<PresentedToken>> {
+    sqlx::query_as!(
+        PresentedToken,
+        r#"SELECT t.id, t.account_id, t.family_id, t.expires_at, t.used_at, t.successor_sealed,
+                  s.created_at AS session_created_at,
+                  s.revoked_at IS NOT NULL AS "session_revoked!",
+                  a.roles, a.disabled, now() AS "now!"
+             FROM auth.refresh_tokens t
+             JOIN auth.sessions s ON s.id = t.family_id
+             JOIN auth.accounts a ON a.id = t.account_id
+            WHERE t.token_hash = $1"#,
+        hash
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// The token hashed `hash`, locked together with its session row (`FOR UPDATE`, the session
+/// first: the order [`replace_if_live`] takes them in), so refreshes of one token run one at a
+/// time and a refresh and a revocation of its session are serialised.
 pub(crate) async fn lock_presented(
     db: impl PgExecutor<'_>,
     hash: &[u8],
@@ -67,7 +90,7 @@ pub(crate) async fn lock_presented(
              JOIN auth.sessions s ON s.id = t.family_id
              JOIN auth.accounts a ON a.id = t.account_id
             WHERE t.token_hash = $1
-              FOR UPDATE OF t, s"#,
+              FOR UPDATE OF s, t"#,
         hash
     )
     .fetch_optional(db)
@@ -105,6 +128,55 @@ pub(crate) async fn replace(
               WHERE id = $1 AND EXISTS (SELECT 1 FROM go)
          )
          SELECT EXISTS (SELECT 1 FROM go) AS "applied!""#,
+        id,
+        successor.id,
+        account,
+        session,
+        &successor.hash,
+        expires_at,
+        successor_sealed,
+        request_id
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// A refresh's fast path, one statement outside any transaction: spends token `id` for
+/// `successor` (same account and session) — only while the token is unspent and unexpired and
+/// its session live — keeping `successor_sealed` and recording `request_id` as applied. The
+/// session row is share-locked before the token (the order of [`lock_presented`]), so a
+/// revocation waits for this statement as it waits for a locked refresh. False when nothing was
+/// written (spent or revoked meanwhile): the caller then takes the locked path, which tells a
+/// retry within the grace window from reuse. An empty `request_id` is not recorded.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn replace_if_live(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    successor: &NewRefreshToken,
+    account: Uuid,
+    session: Uuid,
+    expires_at: DateTime<Utc>,
+    successor_sealed: Option<&[u8]>,
+    request_id: &str,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"WITH spent AS (
+             UPDATE auth.refresh_tokens t
+                SET used_at = now(), replaced_by = $2, successor_sealed = $7
+              WHERE t.id = $1 AND t.used_at IS NULL AND t.expires_at >= now()
+                AND EXISTS (SELECT 1 FROM auth.sessions s
+                             WHERE s.id = t.family_id AND s.revoked_at IS NULL
+                               FOR SHARE)
+             RETURNING 1
+         ), claim AS (
+             INSERT INTO auth.processed_requests (request_id, method)
+             SELECT $8, 'auth.refresh' FROM spent WHERE $8 <> ''
+             ON CONFLICT (request_id) DO NOTHING
+         ), child AS (
+             INSERT INTO auth.refresh_tokens (id, account_id, family_id, token_hash, expires_at)
+             SELECT $2, $3, $4, $5, $6 FROM spent
+         )
+         SELECT EXISTS (SELECT 1 FROM spent) AS "spent!""#,
         id,
         successor.id,
         account,

@@ -100,6 +100,20 @@ async fn parallel_refreshes_of_one_token_share_one_successor() {
     app.teardown().await;
 }
 
+/// Sends a refresh of `token` in a task of its own, so the test can act while it is blocked.
+fn spawn_refresh(app: &TestApp, token: String) -> tokio::task::JoinHandle<Reply> {
+    let (http, url) = (app.http.clone(), app.url("/api/v1/auth/refresh"));
+    tokio::spawn(async move {
+        let res = http
+            .post(url)
+            .json(&json!({"refresh_token": token}))
+            .send()
+            .await
+            .unwrap();
+        Reply::from(res).await
+    })
+}
+
 /// Waits until `n` backends of the test database wait for a lock.
 async fn wait_for_lock_waiters(pool: &sqlx::PgPool, n: i64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -137,18 +151,7 @@ async fn logout_all_revokes_a_child_created_by_a_concurrent_refresh() {
         .execute(&mut *blocker)
         .await
         .unwrap();
-    let refreshing = {
-        let (http, url) = (app.http.clone(), app.url("/api/v1/auth/refresh"));
-        tokio::spawn(async move {
-            let res = http
-                .post(url)
-                .json(&json!({"refresh_token": refresh}))
-                .send()
-                .await
-                .unwrap();
-            Reply::from(res).await
-        })
-    };
+    let refreshing = spawn_refresh(&app, refresh);
     wait_for_lock_waiters(&pool, 1).await;
     let revoking = {
         let (http, url) = (app.http.clone(), app.url("/api/v1/auth/logout-all"));
@@ -197,18 +200,7 @@ async fn a_refresh_racing_an_uncommitted_revocation_spends_nothing() {
     .execute(&mut *revocation)
     .await
     .unwrap();
-    let refreshing = {
-        let (http, url) = (app.http.clone(), app.url("/api/v1/auth/refresh"));
-        tokio::spawn(async move {
-            let res = http
-                .post(url)
-                .json(&json!({"refresh_token": refresh}))
-                .send()
-                .await
-                .unwrap();
-            Reply::from(res).await
-        })
-    };
+    let refreshing = spawn_refresh(&app, refresh);
     wait_for_lock_waiters(&pool, 1).await;
     revocation.commit().await.unwrap();
 

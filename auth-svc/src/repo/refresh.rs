@@ -10,6 +10,21 @@ pub(crate) struct NewRefreshToken {
     pub hash: Vec<u8>,
 }
 
+/// A presented token spent for its successor: what [`replace`] and [`replace_if_live`] write.
+pub(crate) struct Replacement<'a> {
+    /// The presented token's id.
+    pub spent: Uuid,
+    pub successor: &'a NewRefreshToken,
+    pub account: Uuid,
+    pub session: Uuid,
+    /// The successor's expiry.
+    pub expires_at: DateTime<Utc>,
+    /// The successor pair sealed for a retry within the grace window.
+    pub successor_sealed: Option<&'a [u8]>,
+    /// The request id to record as applied (empty: none).
+    pub request_id: &'a str,
+}
+
 /// A presented refresh token, locked with its session, and its account.
 pub(crate) struct PresentedToken {
     pub id: Uuid,
@@ -97,21 +112,12 @@ pub(crate) async fn lock_presented(
     .await
 }
 
-/// Spends token `id` for `successor` (same account and session), keeping `successor_sealed`
-/// for a retry within the grace window, and records `request_id` as applied, in one statement.
-/// False when `request_id` was applied already (by an earlier or concurrent delivery): then
-/// nothing is written. An empty `request_id` is not recorded.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn replace(
-    db: impl PgExecutor<'_>,
-    id: Uuid,
-    successor: &NewRefreshToken,
-    account: Uuid,
-    session: Uuid,
-    expires_at: DateTime<Utc>,
-    successor_sealed: Option<&[u8]>,
-    request_id: &str,
-) -> sqlx::Result<bool> {
+/// Spends the presented token for its successor (same account and session), keeping the sealed
+/// pair for a retry within the grace window, and records the request id as applied, in one
+/// statement.
+/// False when the request id was applied already (by an earlier or concurrent delivery): then
+/// nothing is written. An empty request id is not recorded.
+pub(crate) async fn replace(db: impl PgExecutor<'_>, r: &Replacement<'_>) -> sqlx::Result<bool> {
     sqlx::query_scalar!(
         r#"WITH claim AS (
              INSERT INTO auth.processed_requests (request_id, method)
@@ -128,36 +134,28 @@ pub(crate) async fn replace(
               WHERE id = $1 AND EXISTS (SELECT 1 FROM go)
          )
          SELECT EXISTS (SELECT 1 FROM go) AS "applied!""#,
-        id,
-        successor.id,
-        account,
-        session,
-        &successor.hash,
-        expires_at,
-        successor_sealed,
-        request_id
+        r.spent,
+        r.successor.id,
+        r.account,
+        r.session,
+        &r.successor.hash,
+        r.expires_at,
+        r.successor_sealed,
+        r.request_id
     )
     .fetch_one(db)
     .await
 }
 
-/// A refresh's fast path, one statement outside any transaction: spends token `id` for
-/// `successor` (same account and session) — only while the token is unspent and unexpired and
-/// its session live — keeping `successor_sealed` and recording `request_id` as applied. The
+/// A refresh's fast path, one statement outside any transaction: what [`replace`] does, only
+/// while the presented token is unspent and unexpired and its session live. The
 /// session row is share-locked before the token (the order of [`lock_presented`]), so a
 /// revocation waits for this statement as it waits for a locked refresh. False when nothing was
 /// written (spent or revoked meanwhile): the caller then takes the locked path, which tells a
-/// retry within the grace window from reuse. An empty `request_id` is not recorded.
-#[allow(clippy::too_many_arguments)]
+/// retry within the grace window from reuse.
 pub(crate) async fn replace_if_live(
     db: impl PgExecutor<'_>,
-    id: Uuid,
-    successor: &NewRefreshToken,
-    account: Uuid,
-    session: Uuid,
-    expires_at: DateTime<Utc>,
-    successor_sealed: Option<&[u8]>,
-    request_id: &str,
+    r: &Replacement<'_>,
 ) -> sqlx::Result<bool> {
     sqlx::query_scalar!(
         r#"WITH spent AS (
@@ -177,14 +175,14 @@ pub(crate) async fn replace_if_live(
              SELECT $2, $3, $4, $5, $6 FROM spent
          )
          SELECT EXISTS (SELECT 1 FROM spent) AS "spent!""#,
-        id,
-        successor.id,
-        account,
-        session,
-        &successor.hash,
-        expires_at,
-        successor_sealed,
-        request_id
+        r.spent,
+        r.successor.id,
+        r.account,
+        r.session,
+        &r.successor.hash,
+        r.expires_at,
+        r.successor_sealed,
+        r.request_id
     )
     .fetch_one(db)
     .await

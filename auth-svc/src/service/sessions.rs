@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{AuthService, Caller, Request, ServiceError, ServiceSettings, fail};
 use crate::passwords::Verification;
 use crate::repo::accounts::LoginCandidate;
-use crate::repo::refresh::{NewRefreshToken, PresentedToken};
+use crate::repo::refresh::{NewRefreshToken, PresentedToken, Replacement};
 use crate::repo::{accounts, refresh, sessions};
 use crate::throttle::{self, Reservation, ThrottleKey};
 use crate::tokens;
@@ -33,6 +33,21 @@ struct Successor {
     stored: NewRefreshToken,
     sealed: Option<Vec<u8>>,
     expires_at: DateTime<Utc>,
+}
+
+impl Successor {
+    /// What spending `token` for this successor writes, recorded under `request_id`.
+    fn replacing<'a>(&'a self, token: &PresentedToken, request_id: &'a str) -> Replacement<'a> {
+        Replacement {
+            spent: token.id,
+            successor: &self.stored,
+            account: token.account_id,
+            session: token.family_id,
+            expires_at: self.expires_at,
+            successor_sealed: self.sealed.as_deref(),
+            request_id,
+        }
+    }
 }
 
 /// Why a presented refresh token is refused before anything else is looked at.
@@ -296,18 +311,7 @@ impl AuthService {
         };
         if token.used_at.is_none() && !token.disabled && refusal(&token, &self.settings).is_none() {
             let next = self.successor(presented, &token)?;
-            let spent = refresh::replace_if_live(
-                &self.pool,
-                token.id,
-                &next.stored,
-                token.account_id,
-                token.family_id,
-                next.expires_at,
-                next.sealed.as_deref(),
-                req.id,
-            )
-            .await?;
-            if spent {
+            if refresh::replace_if_live(&self.pool, &next.replacing(&token, req.id)).await? {
                 return Ok(RpcReply::ok(&next.pair));
             }
         }
@@ -341,18 +345,7 @@ impl AuthService {
         let next = self.successor(presented, &token)?;
         // The request id is claimed by the same statement (refresh is a hot path): one round
         // trip fewer than `finish`, with the same outcome.
-        let applied = refresh::replace(
-            &mut *tx,
-            token.id,
-            &next.stored,
-            token.account_id,
-            token.family_id,
-            next.expires_at,
-            next.sealed.as_deref(),
-            req.id,
-        )
-        .await?;
-        if !applied {
+        if !refresh::replace(&mut *tx, &next.replacing(&token, req.id)).await? {
             return self.replay_instead(tx, req).await;
         }
         tx.commit().await?;

@@ -605,26 +605,25 @@ fn publish_replies(
             })
             .is_ok()
     };
-    let single = |(correlation_id, reply): (Option<String>, RpcReply)| {
-        let mut props = props();
-        if let Some(c) = correlation_id {
-            props = props.with_correlation_id(c.into());
-        }
-        publish(encode_reply(&reply).get().as_bytes(), props)
+    // One reply as a message of its own.
+    let single = |correlation_id: Option<String>, reply: &RawValue| {
+        let props = match correlation_id {
+            Some(c) => props().with_correlation_id(c.into()),
+            None => props(),
+        };
+        publish(reply.get().as_bytes(), props)
     };
     if replies.len() == 1 {
-        return replies.into_iter().all(single);
+        return replies
+            .into_iter()
+            .all(|(c, reply)| single(c, &encode_reply(&reply)));
     }
-    let encoded: Vec<(Option<String>, Box<RawValue>)> = replies
-        .into_iter()
-        .map(|(c, r)| (c, encode_reply(&r)))
-        .collect();
     let batch = ReplyBatch {
-        replies: encoded
-            .iter()
+        replies: replies
+            .into_iter()
             .map(|(c, reply)| BatchedReply {
-                correlation_id: c.clone().unwrap_or_default(),
-                reply: reply.clone(),
+                correlation_id: c.unwrap_or_default(),
+                reply: encode_reply(&reply),
             })
             .collect(),
     };
@@ -632,13 +631,10 @@ fn publish_replies(
         Ok(body) if body.len() <= max_message_bytes => {
             publish(&body, props().with_type(BATCH_MESSAGE_TYPE.into()))
         }
-        _ => encoded.into_iter().all(|(c, reply)| {
-            let mut props = props();
-            if let Some(c) = c {
-                props = props.with_correlation_id(c.into());
-            }
-            publish(reply.get().as_bytes(), props)
-        }),
+        _ => batch
+            .replies
+            .into_iter()
+            .all(|r| single(Some(r.correlation_id), &r.reply)),
     }
 }
 

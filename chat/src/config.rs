@@ -56,6 +56,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Milliseconds a request body may take to arrive after its head; slower ones get
+    /// `common.request_timeout`.
+    #[arg(long, env = "CHAT_BODY_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub body_read_timeout_ms: u64,
+
     /// Messages buffered per chat for live sockets; a socket that falls further behind is
     /// closed with code 4008 (the client reconnects and fetches what it missed).
     #[arg(long, env = "CHAT_LIVE_BUFFER", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
@@ -78,6 +83,14 @@ impl Config {
             "{}/.well-known/jwks.json",
             self.authstack_url.trim_end_matches('/')
         )
+    }
+
+    /// The bounds of a request body.
+    pub fn body_limits(&self) -> authstack_http::BodyLimits {
+        authstack_http::BodyLimits {
+            max_bytes: self.max_body_bytes,
+            read_timeout: Duration::from_millis(self.body_read_timeout_ms),
+        }
     }
 
     /// Deadline of one call to the gateway.

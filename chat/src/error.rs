@@ -8,7 +8,7 @@
 use authstack_protocol::{ErrorBody, ErrorCode, FieldError};
 use axum::Json;
 use axum::extract::Request;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -62,22 +62,6 @@ impl From<sqlx::Error> for ApiError {
             _ => ErrorCode::Internal,
         };
         ApiError::new(code, "the chat database is unavailable")
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(e: JsonRejection) -> Self {
-        match e.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
-            }
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::field(
-                "body",
-                "unsupported_media_type",
-                "Content-Type must be application/json",
-            ),
-            _ => ApiError::field("body", "invalid", e.body_text()),
-        }
     }
 }
 

@@ -9,11 +9,13 @@
 //! - [`live`]: `LISTEN`/`NOTIFY` fan-out across replicas.
 //! - [`db`]: the `chat` schema, its migrations and queries.
 //! - [`error`]: the platform's error model and request ids.
+//! - [`extract`]: JSON request bodies (bounded, timed, [`authstack_http`]).
 
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod extract;
 pub mod keys;
 pub mod live;
 pub mod routes;

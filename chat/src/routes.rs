@@ -4,8 +4,8 @@ use authstack_protocol::ErrorCode;
 use authstack_protocol::chat::{
     CHAT_NAME_MAX, Chat, MESSAGE_MAX, MESSAGE_PAGE_MAX, MessagePage, NewChat, NewMessage,
 };
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::middleware::from_fn;
 use axum::response::IntoResponse;
@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::auth::{Caller, username};
 use crate::db::{self, Window};
 use crate::error::{ApiError, request_context};
+use crate::extract::JsonBody;
 use crate::state::AppState;
 use crate::ws;
 
@@ -37,7 +38,6 @@ pub fn router(state: AppState) -> Router {
             get(|State(s): State<AppState>| async move { s.metrics.render() }),
         )
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(from_fn(request_context))
         .with_state(state)
 }
@@ -107,9 +107,8 @@ pub async fn authorize(
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<NewChat>, JsonRejection>,
+    JsonBody(new): JsonBody<NewChat>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Json(new) = body?;
     let name = text_field("name", &new.name, CHAT_NAME_MAX)?;
     let username = username(&state, &caller).await?;
     let chat = db::create_chat(&state.pool, &name, caller.account_id, &username).await?;
@@ -196,10 +195,9 @@ async fn send(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Json<NewMessage>, JsonRejection>,
+    JsonBody(new): JsonBody<NewMessage>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = chat_id(path)?;
-    let Json(new) = body?;
     let text = text_field("text", &new.text, MESSAGE_MAX)?;
     let Some(message) = db::post_message(&state.pool, id, caller.account_id, &text).await? else {
         // Not stored: tell a missing chat from a chat the caller is not in.

@@ -473,3 +473,50 @@ async fn history_pages_and_the_socket_replays_what_a_client_missed() {
     let _ = socket.close(None).await;
     p.teardown().await;
 }
+
+/// A client still sending an oversized body reads the 413 in the platform's error shape, not a
+/// connection reset, and its kept-alive connection goes on working (as the gateway does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_are_answered_413_while_the_client_is_still_sending() {
+    let p = Platform::start().await;
+    let ann = p.user("ann").await;
+    let id = create_chat(&p, &ann, "big bodies").await;
+    let url = format!("{}/api/v1/chats/{id}/messages", p.chat_url);
+    // 256 KiB: more than the socket buffers hold, so the client is mid-write when the limit is hit.
+    let streamed = || {
+        let chunks = (0..256).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024]));
+        reqwest::Body::wrap_stream(futures::stream::iter(chunks))
+    };
+    let declared = vec![b' '; 256 * 1024];
+    let client = authstack_testkit::http::client();
+    for round in 0..8 {
+        for (how, body) in [
+            ("streamed", streamed()),
+            ("declared", reqwest::Body::from(declared.clone())),
+        ] {
+            let response = client
+                .post(&url)
+                .bearer_auth(&ann)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("round {round}, {how} body: {e:?}"));
+            let status = response.status().as_u16();
+            let rid = response
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            assert_error(&(status, body, rid), 413, "common.payload_too_large");
+        }
+        client
+            .get(format!("{}/healthz", p.chat_url))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .unwrap_or_else(|e| panic!("round {round}, after the 413s: {e:?}"));
+    }
+}

@@ -1,10 +1,8 @@
 //! Request-body and parameter extraction with errors in the API's own format.
 
-use authstack_protocol::{ErrorBody, ErrorCode, FieldError};
-use axum::body::{Body, Bytes};
+use authstack_http::{BodyLimits, Rejection};
+use authstack_protocol::{ErrorBody, FieldError};
 use axum::extract::{FromRequest, Request};
-use axum::http::header;
-use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -12,201 +10,33 @@ use crate::state::AppState;
 
 /// A JSON body: `Content-Type: application/json`, at most the configured size, received within
 /// the body read timeout, parsed into `T` with field-level errors (`validation.failed`),
-/// `common.payload_too_large` or `common.request_timeout`.
+/// `common.payload_too_large` or `common.request_timeout` ([`authstack_http`]).
 pub struct JsonBody<T>(pub T);
-
-fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        ErrorCode::PayloadTooLarge,
-        format!("request body exceeds {limit} bytes"),
-    )
-}
-
-/// How much of an oversized body the gateway reads and throws away before answering 413: a client
-/// still sending then reads the answer instead of a connection reset, and the connection stays
-/// usable (nginx's lingering close does the same). Past it, or past the body read timeout, the
-/// connection is closed with the rest unread.
-const DISCARD_MAX_BYTES: usize = 1024 * 1024;
-
-/// Why a body was not read whole.
-enum BodyRead {
-    /// More than the limit arrived; the rest is still unread.
-    TooLarge,
-    /// The transport failed (malformed chunked encoding, a client gone).
-    Broken,
-}
-
-/// The body's bytes, or [`BodyRead::TooLarge`] as soon as more than `limit` have arrived.
-async fn read_at_most(body: &mut Body, limit: usize) -> Result<Bytes, BodyRead> {
-    let mut bytes = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| BodyRead::Broken)?;
-        if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > limit {
-                return Err(BodyRead::TooLarge);
-            }
-            bytes.extend_from_slice(&data);
-        }
-    }
-    Ok(Bytes::from(bytes))
-}
-
-/// Reads and drops up to `max` more bytes of `body`, stopping early at its end, an error or
-/// `deadline`.
-async fn discard_until(body: &mut Body, max: usize, deadline: tokio::time::Instant) {
-    let discard = async {
-        let mut left = max;
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Ok(data) = frame.into_data() {
-                let Some(rest) = left.checked_sub(data.len()) else {
-                    return;
-                };
-                left = rest;
-            }
-        }
-    };
-    let _ = tokio::time::timeout_at(deadline, discard).await;
-}
-
-fn backticked(message: &str) -> Option<&str> {
-    let start = message.find('`')? + 1;
-    let len = message[start..].find('`')?;
-    Some(&message[start..start + len])
-}
-
-/// The name in serde's "unknown field `NAME`, expected …" (or "…, there are no fields"). The name
-/// may itself hold backticks; what follows it is the last "`, expected" or the fixed tail.
-fn unknown_field_name(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.strip_suffix("`, there are no fields")
-        .or_else(|| rest.rfind("`, expected").map(|end| &rest[..end]))
-}
-
-/// Turns a serde error at `path` into a field error.
-fn field_error(path: &str, e: &serde_json::Error) -> FieldError {
-    use serde_json::error::Category;
-    let message = e.to_string();
-    match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => FieldError::new(
-            "body",
-            "malformed_json",
-            format!("body is not valid JSON: {message}"),
-        ),
-        Category::Data => {
-            // serde_json appends " at line L column C"; a field name may contain that text too.
-            let inner = message
-                .rsplit_once(" at line ")
-                .map_or(message.as_str(), |(head, _)| head)
-                .to_owned();
-            if inner.starts_with("missing field") {
-                let field = backticked(&inner).unwrap_or("body");
-                let field = if path == "." || path.is_empty() {
-                    field.to_owned()
-                } else {
-                    format!("{path}.{field}")
-                };
-                FieldError::new(&field, "required", format!("{field} is required"))
-            } else if inner.starts_with("unknown field") {
-                let field = unknown_field_name(&inner).unwrap_or("body");
-                FieldError::new(field, "unknown_field", format!("unknown field `{field}`"))
-            } else {
-                let field = if path == "." || path.is_empty() {
-                    "body"
-                } else {
-                    path
-                };
-                FieldError::new(field, "invalid_type", inner)
-            }
-        }
-    }
-}
 
 impl<T: DeserializeOwned + Send> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let limit = state.config.max_body_bytes;
-        let json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| {
-                let v = v.trim();
-                v.eq_ignore_ascii_case("application/json")
-                    || v.to_ascii_lowercase().ends_with("+json")
-            });
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let expects_continue = req
-            .headers()
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        let deadline = tokio::time::Instant::now() + state.config.body_read_timeout();
-        let mut body = req.into_body();
-        if let Some(n) = declared.filter(|n| *n > limit) {
-            // A client waiting for `100 Continue` has sent nothing; one that has not is sending.
-            if !expects_continue && n <= limit.saturating_add(DISCARD_MAX_BYTES) {
-                discard_until(&mut body, DISCARD_MAX_BYTES, deadline).await;
-            }
-            return Err(too_large(limit));
-        }
-        let bytes = match tokio::time::timeout_at(deadline, read_at_most(&mut body, limit)).await {
-            Err(_) => {
-                metrics::counter!("authstack_gateway_body_read_timeouts_total").increment(1);
-                return Err(ApiError::new(
-                    ErrorCode::RequestTimeout,
-                    "the request body did not arrive in time",
-                ));
-            }
-            Ok(Err(BodyRead::TooLarge)) => {
-                discard_until(&mut body, DISCARD_MAX_BYTES, deadline).await;
-                return Err(too_large(limit));
-            }
-            Ok(Err(BodyRead::Broken)) => {
-                return Err(ApiError(ErrorBody::validation(vec![FieldError::new(
-                    "body",
-                    "malformed_body",
-                    "the request body could not be read",
-                )])));
-            }
-            Ok(Ok(bytes)) => bytes,
+        let limits = BodyLimits {
+            max_bytes: state.config.max_body_bytes,
+            read_timeout: state.config.body_read_timeout(),
         };
-        // Checked after reading, so that a client still sending reads this answer too.
-        if !json {
-            return Err(ApiError(ErrorBody::validation(vec![FieldError::new(
-                "body",
-                "unsupported_media_type",
-                "Content-Type must be application/json",
-            )])));
-        }
-        decode_json(&bytes).map(JsonBody)
+        authstack_http::json_body(req, limits)
+            .await
+            .map(JsonBody)
+            .map_err(|rejection| {
+                if matches!(rejection, Rejection::TimedOut) {
+                    metrics::counter!("authstack_gateway_body_read_timeouts_total").increment(1);
+                }
+                ApiError(rejection.into())
+            })
     }
 }
 
-/// Parses a request body into `T` as every JSON endpoint does: exactly one JSON object, or one
-/// `validation.failed` error naming the offending field (or `body`).
+/// Parses a request body into `T` as every JSON endpoint does ([`authstack_http::decode_json`]),
+/// a failure as the `validation.failed` answer.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let first = bytes.trim_ascii_start().first();
-    if first.is_some_and(|b| *b != b'{') {
-        // serde would also read a struct from a JSON array of its fields in order.
-        let error = match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-            Ok(_) => FieldError::new("body", "invalid_type", "body must be a JSON object"),
-            Err(e) => field_error(".", &e),
-        };
-        return Err(ApiError(ErrorBody::validation(vec![error])));
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError(ErrorBody::validation(vec![field_error(&path, e.inner())]))
-    })?;
-    de.end()
-        .map_err(|e| ApiError(ErrorBody::validation(vec![field_error(".", &e)])))?;
-    Ok(value)
+    authstack_http::decode_json(bytes).map_err(|e| ApiError(ErrorBody::validation(vec![e])))
 }
 
 /// Maps a rejected path or query parameter to `validation.failed`.
@@ -214,67 +44,4 @@ pub fn bad_parameter(field: &str, message: impl Into<String>) -> ApiError {
     ApiError(ErrorBody::validation(vec![FieldError::new(
         field, "invalid", message,
     )]))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(serde::Deserialize, Debug)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    struct P {
-        email: String,
-        n: u32,
-    }
-
-    #[test]
-    fn serde_errors_become_field_errors() {
-        let parse = |s: &str| {
-            let mut de = serde_json::Deserializer::from_str(s);
-            let e = serde_path_to_error::deserialize::<_, P>(&mut de).unwrap_err();
-            field_error(&e.path().to_string(), e.inner())
-        };
-        let e = parse(r#"{"n": 1}"#);
-        assert_eq!((e.field.as_str(), e.reason.as_str()), ("email", "required"));
-        let e = parse(r#"{"email": "x", "n": 1, "admin": true}"#);
-        assert_eq!(
-            (e.field.as_str(), e.reason.as_str()),
-            ("admin", "unknown_field")
-        );
-        let e = parse(r#"{"email": 5, "n": 1}"#);
-        assert_eq!(
-            (e.field.as_str(), e.reason.as_str()),
-            ("email", "invalid_type")
-        );
-        let e = parse(r#"{"email": "#);
-        assert_eq!(e.reason, "malformed_json");
-    }
-
-    #[test]
-    fn unknown_field_names_are_reported_whole() {
-        // Found by fuzzing (fuzz/seeds/request_body/backtick-in-field-name): the name was cut
-        // at its first backtick or " at line ", so `current_password`` was reported as the
-        // unknown field `current_password`.
-        for name in ["email`", "a`, expected `b", "x at line 1 column 2", "`"] {
-            let body = serde_json::json!({ name: 1 }).to_string();
-            let e = decode_json::<P>(body.as_bytes()).unwrap_err().0;
-            assert_eq!(e.details[0].field, name);
-            assert_eq!(e.details[0].reason, "unknown_field");
-        }
-    }
-
-    #[test]
-    fn bodies_must_be_json_objects() {
-        // Found by fuzzing (fuzz/seeds/request_body/array-body): serde also reads a struct from
-        // a JSON array of its fields in order, so `["a@b.co","ann","password"]` registered an
-        // account and a bad element was reported as field `[0]`.
-        let bodies: [&[u8]; 6] = [br#"["x@y.z", 1]"#, b"[5]", b" [] ", b"null", b"\"x\"", b"7"];
-        for body in bodies {
-            let e = decode_json::<P>(body).unwrap_err().0;
-            let fields: Vec<_> = e.details.iter().map(|d| d.field.as_str()).collect();
-            assert_eq!(fields, ["body"], "{}", String::from_utf8_lossy(body));
-        }
-        assert_eq!(decode_json::<P>(br#"{"email": "x", "n": 1}"#).unwrap().n, 1);
-    }
 }

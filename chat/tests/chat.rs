@@ -27,7 +27,11 @@ async fn chat(
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    let response = request.send().await.unwrap();
+    reply(request.send().await.unwrap()).await
+}
+
+/// A response as status, body (`null` if not JSON), and the request id header.
+async fn reply(response: reqwest::Response) -> (u16, Value, String) {
     let status = response.status().as_u16();
     let rid = response
         .headers()
@@ -482,18 +486,9 @@ async fn oversized_bodies_are_answered_413_while_the_client_is_still_sending() {
     let ann = p.user("ann").await;
     let id = create_chat(&p, &ann, "big bodies").await;
     let url = format!("{}/api/v1/chats/{id}/messages", p.chat_url);
-    // 256 KiB: more than the socket buffers hold, so the client is mid-write when the limit is hit.
-    let streamed = || {
-        let chunks = (0..256).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024]));
-        reqwest::Body::wrap_stream(futures::stream::iter(chunks))
-    };
-    let declared = vec![b' '; 256 * 1024];
     let client = authstack_testkit::http::client();
     for round in 0..8 {
-        for (how, body) in [
-            ("streamed", streamed()),
-            ("declared", reqwest::Body::from(declared.clone())),
-        ] {
+        for (how, body) in authstack_testkit::http::oversized_bodies() {
             let response = client
                 .post(&url)
                 .bearer_auth(&ann)
@@ -502,15 +497,7 @@ async fn oversized_bodies_are_answered_413_while_the_client_is_still_sending() {
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("round {round}, {how} body: {e:?}"));
-            let status = response.status().as_u16();
-            let rid = response
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            assert_error(&(status, body, rid), 413, "common.payload_too_large");
+            assert_error(&reply(response).await, 413, "common.payload_too_large");
         }
         client
             .get(format!("{}/healthz", p.chat_url))

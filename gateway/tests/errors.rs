@@ -259,18 +259,9 @@ async fn oversized_bodies_are_answered_413_while_the_client_is_still_sending() {
         ..Options::default()
     })
     .await;
-    // 256 KiB: more than the socket buffers hold, so the client is mid-write when the limit is hit.
-    let streamed = || {
-        let chunks = (0..256).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024]));
-        reqwest::Body::wrap_stream(futures::stream::iter(chunks))
-    };
-    let declared = vec![b' '; 256 * 1024];
     let client = authstack_testkit::http::client();
     for round in 0..8 {
-        for (how, body) in [
-            ("streamed", streamed()),
-            ("declared", reqwest::Body::from(declared.clone())),
-        ] {
+        for (how, body) in authstack_testkit::http::oversized_bodies() {
             let res = client
                 .post(app.url("/api/v1/auth/login"))
                 .header("content-type", "application/json")

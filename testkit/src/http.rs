@@ -11,3 +11,18 @@ pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// Request bodies of 256 KiB, past every service's body limit and more than the socket buffers
+/// hold, so the client is still writing when the server refuses them: one streamed in chunks
+/// and one with a declared length, each with its name for assertion messages.
+pub fn oversized_bodies() -> [(&'static str, reqwest::Body); 2] {
+    const KIB: usize = 1024;
+    let chunks = (0..256).map(|_| Ok::<_, std::io::Error>(vec![b' '; KIB]));
+    [
+        (
+            "streamed",
+            reqwest::Body::wrap_stream(futures::stream::iter(chunks)),
+        ),
+        ("declared", reqwest::Body::from(vec![b' '; 256 * KIB])),
+    ]
+}

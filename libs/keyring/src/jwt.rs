@@ -6,7 +6,7 @@ use authstack_protocol::model::PublicJwk;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{DecodingKey, Header, Validation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -20,10 +20,64 @@ pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 const ED25519_KEY_BYTES: usize = 32;
 
 /// Signs JWTs with one private key.
+///
+/// The key is parsed once, here. (`jsonwebtoken::encode` parses the PEM's DER again for every
+/// token, which for Ed25519 and P-256 also derives the public key: a second scalar
+/// multiplication as costly as the signature.) The tokens are the ones `jsonwebtoken::encode`
+/// writes, byte for byte: its `Header`, serialised once, and the same deterministic signatures.
 pub struct TokenSigner {
     kid: String,
-    header: Header,
-    key: EncodingKey,
+    /// `base64url(header JSON)`, the first part of every token.
+    header_b64: String,
+    key: PrivateKey,
+}
+
+/// A parsed private key.
+enum PrivateKey {
+    Ed25519(ed25519_dalek::SigningKey),
+    P256(p256::ecdsa::SigningKey),
+    Rsa(rsa::pkcs1v15::SigningKey<sha2::Sha256>),
+}
+
+impl PrivateKey {
+    /// Parses a PEM private key of `algorithm`: PKCS#8 for every algorithm, PKCS#1 for RSA,
+    /// SEC1 for P-256 (the formats `EncodingKey`'s PEM constructors take).
+    fn from_pem(algorithm: SigningAlgorithm, pem: &str) -> Result<Self, String> {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        Ok(match algorithm {
+            SigningAlgorithm::EdDSA => PrivateKey::Ed25519(
+                ed25519_dalek::SigningKey::from_pkcs8_pem(pem).map_err(|e| err(&e))?,
+            ),
+            SigningAlgorithm::ES256 => PrivateKey::P256(
+                p256::ecdsa::SigningKey::from_pkcs8_pem(pem)
+                    .or_else(|_| p256::SecretKey::from_sec1_pem(pem).map(Into::into))
+                    .map_err(|e| err(&e))?,
+            ),
+            SigningAlgorithm::RS256 => PrivateKey::Rsa(rsa::pkcs1v15::SigningKey::new(
+                rsa::RsaPrivateKey::from_pkcs1_pem(pem)
+                    .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(pem))
+                    .map_err(|e| err(&e))?,
+            )),
+        })
+    }
+
+    /// The signature of `message` as it appears in a JWS (RFC 7518 §3).
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, signature::Error> {
+        use signature::{RandomizedSigner, SignatureEncoding, Signer};
+        Ok(match self {
+            PrivateKey::Ed25519(key) => key.try_sign(message)?.to_bytes().to_vec(),
+            PrivateKey::P256(key) => {
+                let signature: p256::ecdsa::Signature = key.try_sign(message)?;
+                signature.to_vec()
+            }
+            // Blinded with fresh randomness; PKCS #1 v1.5 signatures are deterministic anyway.
+            PrivateKey::Rsa(key) => key
+                .try_sign_with_rng(&mut rand::thread_rng(), message)?
+                .to_vec(),
+        })
+    }
 }
 
 impl std::fmt::Debug for TokenSigner {
@@ -45,20 +99,17 @@ impl TokenSigner {
 
     /// A signer for one ring key.
     pub fn new(key: &RingKey) -> Result<Self, KeyringError> {
-        let pem = key.private_key_pem.as_bytes();
-        let encoding = match key.algorithm {
-            SigningAlgorithm::EdDSA => EncodingKey::from_ed_pem(pem),
-            SigningAlgorithm::ES256 => EncodingKey::from_ec_pem(pem),
-            SigningAlgorithm::RS256 => EncodingKey::from_rsa_pem(pem),
-        }
-        .map_err(|e| KeyringError::Material(format!("key {}: {e}", key.kid)))?;
+        let private = PrivateKey::from_pem(key.algorithm, &key.private_key_pem)
+            .map_err(|e| KeyringError::Material(format!("key {}: {e}", key.kid)))?;
         let mut header = Header::new(key.algorithm.jwt());
         header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
         header.kid = Some(key.kid.clone());
+        let header = serde_json::to_vec(&header)
+            .map_err(|e| KeyringError::Signing(format!("header of key {}: {e}", key.kid)))?;
         Ok(TokenSigner {
             kid: key.kid.clone(),
-            header,
-            key: encoding,
+            header_b64: URL_SAFE_NO_PAD.encode(header),
+            key: private,
         })
     }
 
@@ -67,10 +118,21 @@ impl TokenSigner {
         &self.kid
     }
 
-    /// Signs `claims` into a compact JWS.
+    /// Signs `claims` into a compact JWS (RFC 7515 §7.1).
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, KeyringError> {
-        jsonwebtoken::encode(&self.header, claims, &self.key)
-            .map_err(|e| KeyringError::Signing(e.to_string()))
+        let claims =
+            serde_json::to_vec(claims).map_err(|e| KeyringError::Signing(e.to_string()))?;
+        let mut token = String::with_capacity(self.header_b64.len() + 4 * claims.len() / 3 + 360);
+        token.push_str(&self.header_b64);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
+        let signature = self
+            .key
+            .sign(token.as_bytes())
+            .map_err(|e| KeyringError::Signing(e.to_string()))?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        Ok(token)
     }
 }
 
@@ -364,15 +426,48 @@ mod tests {
     }
 
     #[test]
+    fn tokens_are_the_ones_jsonwebtoken_writes_byte_for_byte() {
+        // The signer parses its key once instead of per token; the judge is jsonwebtoken's own
+        // encoder (deterministic signatures: Ed25519, RFC 6979 ECDSA, PKCS #1 v1.5).
+        for alg in [
+            SigningAlgorithm::EdDSA,
+            SigningAlgorithm::ES256,
+            SigningAlgorithm::RS256,
+        ] {
+            let ring = ring(alg);
+            let key = ring.active().unwrap();
+            let pem = key.private_key_pem.as_bytes();
+            let encoding = match alg {
+                SigningAlgorithm::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(pem),
+                SigningAlgorithm::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(pem),
+                SigningAlgorithm::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(pem),
+            }
+            .unwrap();
+            let mut header = Header::new(alg.jwt());
+            header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+            header.kid = Some(key.kid.clone());
+            let signer = TokenSigner::new(key).unwrap();
+            for _ in 0..3 {
+                let claims = claims(60);
+                let expected = jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
+                assert_eq!(signer.sign(&claims).unwrap(), expected, "{alg:?}");
+            }
+        }
+    }
+
+    #[test]
     fn tokens_with_critical_header_extensions_are_rejected() {
         // RFC 7515 §4.1.11: a recipient that does not understand a `crit` extension must
         // reject the token; this verifier understands none.
         let ring = ring(SigningAlgorithm::EdDSA);
-        let signer = TokenSigner::for_active_key(&ring).unwrap();
-        let mut header = signer.header.clone();
+        let key = ring.active().unwrap();
+        let mut header = Header::new(key.algorithm.jwt());
+        header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+        header.kid = Some(key.kid.clone());
         header.crit = Some(vec!["urn:example:must-understand".into()]);
         header.extras.insert("urn:example:must-understand", true);
-        let token = jsonwebtoken::encode(&header, &claims(60), &signer.key).unwrap();
+        let pem = jsonwebtoken::EncodingKey::from_ed_pem(key.private_key_pem.as_bytes()).unwrap();
+        let token = jsonwebtoken::encode(&header, &claims(60), &pem).unwrap();
         let (verifier, _) = TokenVerifier::new(&ring.key_set().keys, &expect());
         assert!(matches!(
             verifier.verify::<AccessClaims>(&token),

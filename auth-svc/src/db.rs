@@ -32,6 +32,11 @@ fn migrator(create_schema: bool) -> Migrator {
             "sessions_throttle_outbox",
             include_str!("../migrations/0002_sessions_throttle_outbox.sql"),
         ),
+        migration(
+            3,
+            "refresh_writes_less",
+            include_str!("../migrations/0003_refresh_writes_less.sql"),
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),
@@ -53,12 +58,21 @@ fn migrator(create_schema: bool) -> Migrator {
 /// bargain as HikariCP's `aliveBypassWindowMs` (500 ms).
 pub const PING_IF_IDLE_FOR: Duration = Duration::from_millis(500);
 
-/// Set on every connection: prepared statements always run their generic plan, never re-planned
-/// per execution. Every query here is an OLTP lookup or write by key, where the generic plan is
-/// the custom one; PostgreSQL's default (`auto`) re-plans a statement whose custom plans look
-/// cheaper, which the one taking arrays of callers (`unnest`, its size known only per call)
-/// always does: planning cost `/users/me` half of PostgreSQL's CPU (docs/performance.md).
-pub const SESSION_SETTINGS: &str = "SET plan_cache_mode = force_generic_plan";
+/// Set on every connection:
+///
+/// - prepared statements always run their generic plan, never re-planned per execution. Every
+///   query here is an OLTP lookup or write by key, where the generic plan is the custom one;
+///   PostgreSQL's default (`auto`) re-plans a statement whose custom plans look cheaper, which
+///   the one taking arrays of callers (`unnest`, its size known only per call) always does:
+///   planning cost `/users/me` half of PostgreSQL's CPU (docs/performance.md);
+/// - no sequential scans where an index serves. A generic plan is made once per connection,
+///   from the table's size at that moment, and kept until statistics change: a connection that
+///   prepared its refresh lookup while `auth.refresh_tokens` held 64 rows scanned the whole
+///   table on every refresh as it grew (5,300 rows read per refresh after 10 s, PostgreSQL's CPU
+///   per refresh 1.8 ms instead of 0.5 ms). Statements over whole tables run in
+///   [`crate::repo::maintenance::whole_table`], where sequential scans are allowed.
+pub const SESSION_SETTINGS: &str =
+    "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off";
 
 /// Connects (retrying for up to `wait` while the database is starting) and migrates.
 pub async fn connect_and_migrate(

@@ -2,9 +2,26 @@
 
 use std::time::Duration;
 
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
 use super::secs;
+
+/// Runs `statement` in a transaction of its own where sequential scans are allowed: housekeeping
+/// reads whole tables, which the pool's connections otherwise refuse to scan
+/// ([`crate::db::SESSION_SETTINGS`]). The plan made here is cached for a statement that only ever
+/// runs here.
+pub(crate) async fn whole_table(
+    pool: &PgPool,
+    statement: impl AsyncFnOnce(&mut PgConnection) -> sqlx::Result<u64>,
+) -> sqlx::Result<u64> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL enable_seqscan = on")
+        .execute(&mut *tx)
+        .await?;
+    let result = statement(&mut tx).await?;
+    tx.commit().await?;
+    Ok(result)
+}
 
 /// Deletes processed request ids recorded more than `age` ago.
 pub(crate) async fn delete_processed_requests(
@@ -68,14 +85,17 @@ pub(crate) async fn delete_ended_sessions(
     Ok(deleted.rows_affected())
 }
 
-/// Forgets the sealed successors of tokens replaced more than `age` ago.
+/// Forgets the sealed successor pairs of tokens replaced more than `age` ago: kept on the
+/// successor's row since it was written (its `created_at` is when its predecessor was spent), or
+/// on the spent token's row for tokens spent before migration 0003.
 pub(crate) async fn forget_sealed_successors(
     db: impl PgExecutor<'_>,
     age: Duration,
 ) -> sqlx::Result<u64> {
     let updated = sqlx::query!(
-        "UPDATE auth.refresh_tokens SET successor_sealed = NULL
-          WHERE successor_sealed IS NOT NULL AND used_at < now() - make_interval(secs => $1)",
+        "UPDATE auth.refresh_tokens SET sealed_pair = NULL, successor_sealed = NULL
+          WHERE (sealed_pair IS NOT NULL AND created_at < now() - make_interval(secs => $1))
+             OR (successor_sealed IS NOT NULL AND used_at < now() - make_interval(secs => $1))",
         secs(age)
     )
     .execute(db)

@@ -19,7 +19,8 @@ pub(crate) struct Replacement<'a> {
     pub session: Uuid,
     /// The successor's expiry.
     pub expires_at: DateTime<Utc>,
-    /// The successor pair sealed for a retry within the grace window.
+    /// The successor pair sealed for a retry within the grace window (stored on the
+    /// successor's row).
     pub successor_sealed: Option<&'a [u8]>,
     /// The request id to record as applied (empty: none).
     pub request_id: &'a str,
@@ -34,7 +35,8 @@ pub(crate) struct PresentedToken {
     pub expires_at: DateTime<Utc>,
     /// When it was replaced by its successor.
     pub used_at: Option<DateTime<Utc>>,
-    /// The successor pair, sealed with a key derived from this token.
+    /// The successor pair, sealed with a key derived from this token (kept on the successor's
+    /// row; on this one for tokens spent before migration 0003).
     pub successor_sealed: Option<Vec<u8>>,
     pub session_created_at: DateTime<Utc>,
     pub session_revoked: bool,
@@ -74,13 +76,15 @@ pub(crate) async fn peek_presented(
 ) -> sqlx::Result<Option<PresentedToken>> {
     sqlx::query_as!(
         PresentedToken,
-        r#"SELECT t.id, t.account_id, t.family_id, t.expires_at, t.used_at, t.successor_sealed,
+        r#"SELECT t.id, t.account_id, t.family_id, t.expires_at, t.used_at,
+                  COALESCE(c.sealed_pair, t.successor_sealed) AS successor_sealed,
                   s.created_at AS session_created_at,
                   s.revoked_at IS NOT NULL AS "session_revoked!",
                   a.roles, a.disabled, now() AS "now!"
              FROM auth.refresh_tokens t
              JOIN auth.sessions s ON s.id = t.family_id
              JOIN auth.accounts a ON a.id = t.account_id
+             LEFT JOIN auth.refresh_tokens c ON c.id = t.replaced_by
             WHERE t.token_hash = $1"#,
         hash
     )
@@ -97,13 +101,15 @@ pub(crate) async fn lock_presented(
 ) -> sqlx::Result<Option<PresentedToken>> {
     sqlx::query_as!(
         PresentedToken,
-        r#"SELECT t.id, t.account_id, t.family_id, t.expires_at, t.used_at, t.successor_sealed,
+        r#"SELECT t.id, t.account_id, t.family_id, t.expires_at, t.used_at,
+                  COALESCE(c.sealed_pair, t.successor_sealed) AS successor_sealed,
                   s.created_at AS session_created_at,
                   s.revoked_at IS NOT NULL AS "session_revoked!",
                   a.roles, a.disabled, now() AS "now!"
              FROM auth.refresh_tokens t
              JOIN auth.sessions s ON s.id = t.family_id
              JOIN auth.accounts a ON a.id = t.account_id
+             LEFT JOIN auth.refresh_tokens c ON c.id = t.replaced_by
             WHERE t.token_hash = $1
               FOR UPDATE OF s, t"#,
         hash
@@ -112,8 +118,8 @@ pub(crate) async fn lock_presented(
     .await
 }
 
-/// Spends the presented token for its successor (same account and session), keeping the sealed
-/// pair for a retry within the grace window, and records the request id as applied, in one
+/// Spends the presented token for its successor (same account and session), the successor's row
+/// keeping the sealed pair for a retry within the grace window, and records the request id as applied, in one
 /// statement.
 /// False when the request id was applied already (by an earlier or concurrent delivery): then
 /// nothing is written. An empty request id is not recorded.
@@ -127,10 +133,11 @@ pub(crate) async fn replace(db: impl PgExecutor<'_>, r: &Replacement<'_>) -> sql
          ), go AS (
              SELECT 1 WHERE $8 = '' OR EXISTS (SELECT 1 FROM claim)
          ), child AS (
-             INSERT INTO auth.refresh_tokens (id, account_id, family_id, token_hash, expires_at)
-             SELECT $2, $3, $4, $5, $6 FROM go
+             INSERT INTO auth.refresh_tokens
+                    (id, account_id, family_id, token_hash, expires_at, sealed_pair)
+             SELECT $2, $3, $4, $5, $6, $7 FROM go
          ), spent AS (
-             UPDATE auth.refresh_tokens SET used_at = now(), replaced_by = $2, successor_sealed = $7
+             UPDATE auth.refresh_tokens SET used_at = now(), replaced_by = $2
               WHERE id = $1 AND EXISTS (SELECT 1 FROM go)
          )
          SELECT EXISTS (SELECT 1 FROM go) AS "applied!""#,
@@ -160,7 +167,7 @@ pub(crate) async fn replace_if_live(
     sqlx::query_scalar!(
         r#"WITH spent AS (
              UPDATE auth.refresh_tokens t
-                SET used_at = now(), replaced_by = $2, successor_sealed = $7
+                SET used_at = now(), replaced_by = $2
               WHERE t.id = $1 AND t.used_at IS NULL AND t.expires_at >= now()
                 AND EXISTS (SELECT 1 FROM auth.sessions s
                              WHERE s.id = t.family_id AND s.revoked_at IS NULL
@@ -171,8 +178,9 @@ pub(crate) async fn replace_if_live(
              SELECT $8, 'auth.refresh' FROM spent WHERE $8 <> ''
              ON CONFLICT (request_id) DO NOTHING
          ), child AS (
-             INSERT INTO auth.refresh_tokens (id, account_id, family_id, token_hash, expires_at)
-             SELECT $2, $3, $4, $5, $6 FROM spent
+             INSERT INTO auth.refresh_tokens
+                    (id, account_id, family_id, token_hash, expires_at, sealed_pair)
+             SELECT $2, $3, $4, $5, $6, $7 FROM spent
          )
          SELECT EXISTS (SELECT 1 FROM spent) AS "spent!""#,
         r.spent,

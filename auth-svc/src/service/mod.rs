@@ -405,23 +405,32 @@ impl AuthService {
     /// [`ServiceSettings::ended_retention`]; and forgets sealed successors once no grace window
     /// can still need them.
     pub async fn purge_expired(&self) -> Result<u64, sqlx::Error> {
+        use maintenance::whole_table;
         let pool = &self.pool;
         let ended = self.settings.ended_retention;
-        let removed =
-            maintenance::delete_processed_requests(pool, self.settings.processed_request_retention)
-                .await?
-                + maintenance::delete_expired_refresh_tokens(pool, ended).await?
-                + maintenance::delete_idle_throttles(pool, ended).await?
-                + maintenance::delete_ended_sessions(
-                    pool,
-                    ended,
-                    self.settings.session_max_lifetime,
-                )
-                .await?;
-        maintenance::forget_sealed_successors(
-            pool,
-            Duration::from_secs(authstack_protocol::limits::REFRESH_REUSE_GRACE_MAX_SECS),
-        )
+        let retention = self.settings.processed_request_retention;
+        let lifetime = self.settings.session_max_lifetime;
+        let grace = Duration::from_secs(authstack_protocol::limits::REFRESH_REUSE_GRACE_MAX_SECS);
+        // A transaction per statement: none holds its rows longer than it needs them.
+        let removed = whole_table(pool, async |db| {
+            maintenance::delete_processed_requests(db, retention).await
+        })
+        .await?
+            + whole_table(pool, async |db| {
+                maintenance::delete_expired_refresh_tokens(db, ended).await
+            })
+            .await?
+            + whole_table(pool, async |db| {
+                maintenance::delete_idle_throttles(db, ended).await
+            })
+            .await?
+            + whole_table(pool, async |db| {
+                maintenance::delete_ended_sessions(db, ended, lifetime).await
+            })
+            .await?;
+        whole_table(pool, async |db| {
+            maintenance::forget_sealed_successors(db, grace).await
+        })
         .await?;
         Ok(removed)
     }

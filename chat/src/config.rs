@@ -52,6 +52,20 @@ pub struct Config {
     #[arg(long, env = "CHAT_GATEWAY_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(50..=120_000))]
     pub gateway_timeout_ms: u64,
 
+    /// Milliseconds a client has to send a request's headers, counted from when the connection
+    /// opens or becomes idle; slower connections are closed (slowloris).
+    #[arg(long, env = "CHAT_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub header_read_timeout_ms: u64,
+
+    /// Milliseconds a kept-alive connection may sit idle between requests before it is closed.
+    #[arg(long, env = "CHAT_IDLE_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub idle_timeout_ms: u64,
+
+    /// Open HTTP connections at most (one upgraded to a live socket no longer counts); further
+    /// clients wait in the listen backlog.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// Largest accepted request body in bytes; larger ones get `common.payload_too_large`.
     #[arg(long, env = "CHAT_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
@@ -83,6 +97,18 @@ impl Config {
             "{}/.well-known/jwks.json",
             self.authstack_url.trim_end_matches('/')
         )
+    }
+
+    /// The server loop's connection limit, timeouts and metrics (connections are served on the
+    /// service's own runtime).
+    pub fn server_limits(&self) -> authstack_http::server::Limits {
+        authstack_http::server::Limits {
+            workers: 0,
+            max_connections: self.max_connections as usize,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            metrics: crate::metrics::SERVER,
+        }
     }
 
     /// The bounds of a request body.

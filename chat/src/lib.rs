@@ -9,6 +9,7 @@
 //! - [`live`]: `LISTEN`/`NOTIFY` fan-out across replicas.
 //! - [`db`]: the `chat` schema, its migrations and queries.
 //! - [`error`]: the platform's error model and request ids.
+//! - [`metrics`]: names of the metrics of the shared server loop.
 //! - [`extract`]: JSON request bodies (bounded, timed, [`authstack_http`]).
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod live;
+pub mod metrics;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -98,11 +98,12 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until the shutdown token is cancelled; live sockets close with 1001.
+    /// Serves until the shutdown token is cancelled (with the limits and timeouts of
+    /// `authstack_http::server`); live sockets close with 1001.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let shutdown = self.state.shutdown.clone();
-        axum::serve(self.listener, crate::routes::router(self.state))
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
+        let limits = self.state.config.server_limits();
+        let router = crate::routes::router(self.state);
+        authstack_http::server::serve(self.listener, router, limits, shutdown).await
     }
 }

@@ -507,3 +507,28 @@ async fn oversized_bodies_are_answered_413_while_the_client_is_still_sending() {
             .unwrap_or_else(|e| panic!("round {round}, after the 413s: {e:?}"));
     }
 }
+
+/// A client that never finishes its request head is disconnected after the header read timeout
+/// (slowloris), while a well-behaved client is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let p = Platform::start_with(Options {
+        chat_header_read_timeout_ms: 500,
+        ..Options::default()
+    })
+    .await;
+    let addr = p.chat_url.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: chat\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let (status, _, _) = chat(&p, Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, 200, "others are served meanwhile");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(_)) | Ok(Err(_))),
+        "the connection was still open after 5 s"
+    );
+}

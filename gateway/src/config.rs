@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use authstack_http::server;
 use clap::Parser;
 
 /// The gateway: the REST entry point of AuthStack.
@@ -154,15 +155,14 @@ pub struct Config {
 
 impl Config {
     /// The server loop's worker threads (the configured number, or
-    /// [`crate::server::default_workers`]), connection limit and timeouts.
-    pub fn server_limits(&self) -> crate::server::Limits {
-        crate::server::Limits {
-            workers: self
-                .http_workers
-                .unwrap_or_else(crate::server::default_workers),
+    /// [`server::default_workers`]), connection limit, timeouts and metrics.
+    pub fn server_limits(&self) -> server::Limits {
+        server::Limits {
+            workers: self.http_workers.unwrap_or_else(server::default_workers),
             max_connections: self.max_connections as usize,
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            metrics: crate::metrics::SERVER,
         }
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authstack_bus::{CancellationToken, EventSubscriber, RpcClient, RpcClientConfig};
+use authstack_http::server;
 use authstack_keyring::jwt::Expectations;
 use futures::future::BoxFuture;
 
@@ -14,7 +15,6 @@ use crate::config::Config;
 use crate::keys::KeyManager;
 use crate::request_id::RequestIds;
 use crate::revocations::DenyList;
-use crate::server;
 use crate::state::{AppState, StateInner};
 use crate::token_cache::TokenCache;
 

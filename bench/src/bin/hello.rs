@@ -1,7 +1,8 @@
 //! The baseline: a plain hyper 1.x HTTP/1.1 hello-world server as hyper's examples write it
 //! (multi-threaded tokio, keep-alive). With `--server gateway`, the same answer comes from the
-//! gateway's own server loop (`gateway::server`: its worker threads, limits and an axum router
-//! with this one route): the transport the gateway runs on, without its middleware and handlers.
+//! gateway's own server loop (`authstack_http::server` with the gateway's defaults: its worker
+//! threads, limits and an axum router with this one route): the transport the gateway runs on,
+//! without its middleware and handlers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -50,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
         // The gateway's defaults: its worker threads, connection limit and timeouts.
         let limits = gateway::Config::with_defaults().server_limits();
         let never = tokio_util::sync::CancellationToken::new();
-        gateway::server::serve(listener, router, limits, never).await?;
+        authstack_http::server::serve(listener, router, limits, never).await?;
         return Ok(());
     }
     loop {

@@ -9,6 +9,11 @@
 //! - exactly one JSON object, with one field-level error naming what is wrong.
 //!
 //! Every failure is a [`Rejection`], which becomes the platform's [`ErrorBody`].
+//!
+//! [`server`] is the server loop the services run on (connection limit, header and idle
+//! timeouts, worker threads).
+
+pub mod server;
 
 use std::time::Duration;
 

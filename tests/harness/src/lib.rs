@@ -33,6 +33,8 @@ pub struct Options {
     pub clock_skew_secs: u64,
     /// The chat service's periodic JWKS refresh, in seconds.
     pub chat_key_refresh_secs: u64,
+    /// The chat service's header read timeout, in milliseconds.
+    pub chat_header_read_timeout_ms: u64,
 }
 
 impl Default for Options {
@@ -41,6 +43,7 @@ impl Default for Options {
             access_token_ttl: 900,
             clock_skew_secs: 30,
             chat_key_refresh_secs: 60,
+            chat_header_read_timeout_ms: 10_000,
         }
     }
 }
@@ -126,6 +129,7 @@ impl Platform {
         chat.issuer = ISSUER.into();
         chat.clock_skew_secs = options.clock_skew_secs;
         chat.key_refresh_secs = options.chat_key_refresh_secs;
+        chat.header_read_timeout_ms = options.chat_header_read_timeout_ms;
         chat.unknown_kid_refresh_ms = 200;
         chat.db_max_connections = 4;
         let chat = authstack_chat::Application::build(chat, shutdown.clone())

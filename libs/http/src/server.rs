@@ -1,4 +1,5 @@
-//! The HTTP/1.1 server loop: hyper with the limits a public endpoint needs.
+//! The HTTP/1.1 server loop of every AuthStack HTTP service: hyper with the limits a public
+//! endpoint needs.
 //!
 //! - a connection limit (a semaphore: at the limit, further clients wait in the listen backlog);
 //! - a header read timeout: from the first byte of a request until its head is complete (a
@@ -16,6 +17,8 @@
 //! reads, handler and writes never wake another thread, which on a busy machine costs more than
 //! the request itself (see docs/performance.md). With no workers configured, connections run on
 //! the caller's runtime.
+//!
+//! Each service records the loop's metrics under names of its own ([`ServerMetrics`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -36,6 +39,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+/// The names a service's server loop records its metrics under.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerMetrics {
+    /// Gauge: connections being served.
+    pub open_connections: &'static str,
+    /// Counter, label `phase` (`header`, `idle`): connections closed because a request head
+    /// did not arrive in time, or idle too long.
+    pub timed_out: &'static str,
+}
+
 /// Connection limits and timeouts.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -47,14 +60,16 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Time a connection may wait for its first or next request.
     pub idle_timeout: Duration,
+    /// Where the loop's metrics go.
+    pub metrics: ServerMetrics,
 }
 
 const NOT_STARTED: u64 = u64::MAX;
 
 /// Worker threads when none are configured: two per CPU the process may use (its cgroup's CPU
 /// limit counts), at most [`MAX_DEFAULT_WORKERS`]. On the 2-core reference machine, with the
-/// load generator on the same cores, two per CPU served `/api/v1/auth/session` at ~160k req/s
-/// against ~120k with one per CPU and ~105k on the shared work-stealing runtime
+/// load generator on the same cores, two per CPU served the gateway's `/api/v1/auth/session`
+/// at ~160k req/s against ~120k with one per CPU and ~105k on the shared work-stealing runtime
 /// (docs/performance.md).
 pub fn default_workers() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
@@ -250,7 +265,7 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        metrics::gauge!("authstack_gateway_open_connections")
+        metrics::gauge!(limits.metrics.open_connections)
             .set((limits.max_connections - permits.available_permits()) as f64);
         let slot = Slot {
             _permit: permit,
@@ -468,12 +483,12 @@ async fn serve_connection(
                 // Re-evaluate: a request may have started or finished meanwhile.
                 match activity.next(&limits) {
                     Next::HeadDeadline(at) if at <= Instant::now() => {
-                        metrics::counter!("authstack_gateway_connections_timed_out_total", "phase" => "header").increment(1);
+                        metrics::counter!(limits.metrics.timed_out, "phase" => "header").increment(1);
                         tracing::debug!(%peer, "request head not received in time; disconnecting");
                         return;
                     }
                     Next::IdleDeadline(at) if at <= Instant::now() && !closing => {
-                        metrics::counter!("authstack_gateway_connections_timed_out_total", "phase" => "idle").increment(1);
+                        metrics::counter!(limits.metrics.timed_out, "phase" => "idle").increment(1);
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }

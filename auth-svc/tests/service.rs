@@ -188,27 +188,35 @@ async fn redelivered_requests_replay_the_first_reply() {
     cleanup.run().await;
 }
 
+/// Registers `name` and logs in (request ids `{prefix}-0` and `{prefix}-1`): the token pair.
+async fn logged_in(svc: &AuthService, name: &str, prefix: &str) -> serde_json::Value {
+    let registered = call(&register(name), &format!("{prefix}-0"), false);
+    result(svc.handle(registered, None).await).unwrap();
+    let login = Call::Login(LoginParams {
+        login: name.into(),
+        password: "correct horse battery".into(),
+    });
+    result(
+        svc.handle(call(&login, &format!("{prefix}-1"), false), None)
+            .await,
+    )
+    .unwrap()
+}
+
+/// A refresh presenting `token`.
+fn refresh_with(token: &serde_json::Value) -> Call {
+    Call::Refresh(RefreshTokenParams {
+        refresh_token: token.as_str().unwrap().into(),
+    })
+}
+
 #[tokio::test]
 async fn a_redelivered_refresh_rotates_once_and_is_not_taken_for_reuse() {
     let (db, cleanup) = database().await;
     let shutdown = CancellationToken::new();
     let svc = service(&db, &shutdown).await;
-    result(
-        svc.handle(call(&register("rory"), "f-0", false), None)
-            .await,
-    )
-    .unwrap();
-    let login = Call::Login(LoginParams {
-        login: "rory".into(),
-        password: "correct horse battery".into(),
-    });
-    let pair = result(svc.handle(call(&login, "f-1", false), None).await).unwrap();
-    let refresh = |token: &serde_json::Value| {
-        Call::Refresh(RefreshTokenParams {
-            refresh_token: token.as_str().unwrap().into(),
-        })
-    };
-    let first = refresh(&pair["refresh_token"]);
+    let pair = logged_in(&svc, "rory", "f").await;
+    let first = refresh_with(&pair["refresh_token"]);
     let next = result(svc.handle(call(&first, "f-2", false), None).await).unwrap();
     // The broker delivers the same request again (auth-svc died before acknowledging it): not
     // applied twice, and not a reuse of a spent token (which would revoke the session).
@@ -217,7 +225,7 @@ async fn a_redelivered_refresh_rotates_once_and_is_not_taken_for_reuse() {
         Err(ErrorCode::Conflict)
     );
     // Racing deliveries of one request: one answer, one refusal.
-    let second = refresh(&next["refresh_token"]);
+    let second = refresh_with(&next["refresh_token"]);
     let (a, b) = tokio::join!(
         svc.handle(call(&second, "f-3", false), None),
         svc.handle(call(&second, "f-3", true), None)
@@ -226,8 +234,11 @@ async fn a_redelivered_refresh_rotates_once_and_is_not_taken_for_reuse() {
     assert!(a.is_ok() != b.is_ok(), "{a:?} / {b:?}");
     let latest = a.or(b).unwrap();
     result(
-        svc.handle(call(&refresh(&latest["refresh_token"]), "f-4", false), None)
-            .await,
+        svc.handle(
+            call(&refresh_with(&latest["refresh_token"]), "f-4", false),
+            None,
+        )
+        .await,
     )
     .expect("the session survived the redeliveries");
 
@@ -253,28 +264,14 @@ async fn grace_retries_find_the_sealed_successor_in_either_layout() {
     let (db, cleanup) = database().await;
     let shutdown = CancellationToken::new();
     let svc = service_with(&db, &shutdown, cheap_hasher(), Duration::from_secs(30)).await;
-    result(
-        svc.handle(call(&register("gail"), "g-0", false), None)
-            .await,
-    )
-    .unwrap();
-    let login = Call::Login(LoginParams {
-        login: "gail".into(),
-        password: "correct horse battery".into(),
-    });
-    let pair = result(svc.handle(call(&login, "g-1", false), None).await).unwrap();
-    let refresh = |token: &serde_json::Value| {
-        Call::Refresh(RefreshTokenParams {
-            refresh_token: token.as_str().unwrap().into(),
-        })
-    };
+    let pair = logged_in(&svc, "gail", "g").await;
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    let first = refresh(&pair["refresh_token"]);
+    let first = refresh_with(&pair["refresh_token"]);
     let next = result(svc.handle(call(&first, "g-2", false), None).await).unwrap();
     let retried = result(svc.handle(call(&first, "g-3", false), None).await).unwrap();
     assert_eq!(retried, next, "the same successor from the successor's row");
 
-    let second = refresh(&next["refresh_token"]);
+    let second = refresh_with(&next["refresh_token"]);
     let latest = result(svc.handle(call(&second, "g-4", false), None).await).unwrap();
     // The layout of an earlier version: the pair on the spent token's row.
     sqlx::query(

@@ -329,17 +329,19 @@ mod tests {
         }
     }
 
+    const EVERY_ALGORITHM: [SigningAlgorithm; 3] = [
+        SigningAlgorithm::EdDSA,
+        SigningAlgorithm::ES256,
+        SigningAlgorithm::RS256,
+    ];
+
     fn ring(alg: SigningAlgorithm) -> KeyRing {
         KeyRing::with_active_key(generate(alg).unwrap(), Utc::now())
     }
 
     #[test]
     fn every_algorithm_signs_and_verifies() {
-        for alg in [
-            SigningAlgorithm::EdDSA,
-            SigningAlgorithm::ES256,
-            SigningAlgorithm::RS256,
-        ] {
+        for alg in EVERY_ALGORITHM {
             let ring = ring(alg);
             let signer = TokenSigner::for_active_key(&ring).unwrap();
             let token = signer.sign(&claims(60)).unwrap();
@@ -429,11 +431,7 @@ mod tests {
     fn tokens_are_the_ones_jsonwebtoken_writes_byte_for_byte() {
         // The signer parses its key once instead of per token; the judge is jsonwebtoken's own
         // encoder (deterministic signatures: Ed25519, RFC 6979 ECDSA, PKCS #1 v1.5).
-        for alg in [
-            SigningAlgorithm::EdDSA,
-            SigningAlgorithm::ES256,
-            SigningAlgorithm::RS256,
-        ] {
+        for alg in EVERY_ALGORITHM {
             let ring = ring(alg);
             let key = ring.active().unwrap();
             let pem = key.private_key_pem.as_bytes();

@@ -143,10 +143,11 @@ async fn logout_all_revokes_a_child_created_by_a_concurrent_refresh() {
     let id: uuid::Uuid = account["id"].as_str().unwrap().parse().unwrap();
     let pool = app.pool().await;
 
-    // Hold the account row so the refresh stops inside its transaction, after reading its
-    // token and before committing the child (the child's foreign key waits for this lock).
+    // Hold the token's row so the refresh stops inside its statement, holding its session's
+    // share lock and before spending the token and writing the child (its UPDATE checks the
+    // session, then waits for this lock).
     let mut blocker = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM auth.accounts WHERE id = $1 FOR UPDATE")
+    sqlx::query("SELECT 1 FROM auth.refresh_tokens WHERE account_id = $1 FOR UPDATE")
         .bind(id)
         .execute(&mut *blocker)
         .await

@@ -324,11 +324,10 @@ async fn plans_made_on_tiny_tables_use_the_indexes() {
     // The shape of a refresh's lookup (repo::refresh::peek_presented).
     sqlx::raw_sql(
         "PREPARE lookup(bytea) AS
-         SELECT t.id, c.sealed_pair, s.created_at, a.roles
+         SELECT t.id, t.used_at, s.created_at, a.roles
            FROM auth.refresh_tokens t
            JOIN auth.sessions s ON s.id = t.family_id
            JOIN auth.accounts a ON a.id = t.account_id
-           LEFT JOIN auth.refresh_tokens c ON c.id = t.replaced_by
           WHERE t.token_hash = $1",
     )
     .execute(&mut *conn)

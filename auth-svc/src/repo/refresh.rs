@@ -35,9 +35,6 @@ pub(crate) struct PresentedToken {
     pub expires_at: DateTime<Utc>,
     /// When it was replaced by its successor.
     pub used_at: Option<DateTime<Utc>>,
-    /// The successor pair, sealed with a key derived from this token (kept on the successor's
-    /// row; on this one for tokens spent before migration 0003).
-    pub successor_sealed: Option<Vec<u8>>,
     pub session_created_at: DateTime<Utc>,
     pub session_revoked: bool,
     pub roles: Vec<String>,
@@ -77,14 +74,12 @@ pub(crate) async fn peek_presented(
     sqlx::query_as!(
         PresentedToken,
         r#"SELECT t.id, t.account_id, t.family_id, t.expires_at, t.used_at,
-                  COALESCE(c.sealed_pair, t.successor_sealed) AS successor_sealed,
                   s.created_at AS session_created_at,
                   s.revoked_at IS NOT NULL AS "session_revoked!",
                   a.roles, a.disabled, now() AS "now!"
              FROM auth.refresh_tokens t
              JOIN auth.sessions s ON s.id = t.family_id
              JOIN auth.accounts a ON a.id = t.account_id
-             LEFT JOIN auth.refresh_tokens c ON c.id = t.replaced_by
             WHERE t.token_hash = $1"#,
         hash
     )
@@ -102,20 +97,39 @@ pub(crate) async fn lock_presented(
     sqlx::query_as!(
         PresentedToken,
         r#"SELECT t.id, t.account_id, t.family_id, t.expires_at, t.used_at,
-                  COALESCE(c.sealed_pair, t.successor_sealed) AS successor_sealed,
                   s.created_at AS session_created_at,
                   s.revoked_at IS NOT NULL AS "session_revoked!",
                   a.roles, a.disabled, now() AS "now!"
              FROM auth.refresh_tokens t
              JOIN auth.sessions s ON s.id = t.family_id
              JOIN auth.accounts a ON a.id = t.account_id
-             LEFT JOIN auth.refresh_tokens c ON c.id = t.replaced_by
             WHERE t.token_hash = $1
               FOR UPDATE OF s, t"#,
         hash
     )
     .fetch_optional(db)
     .await
+}
+
+/// The successor pair of the spent token `spent`, sealed with a key derived from that token: on
+/// the successor's row, or on the spent token's own for tokens spent before migration 0003.
+/// Read by a statement of its own, after the token is locked, so that a successor committed
+/// while the lock was awaited is seen (a locking read sees the locked rows' latest versions,
+/// not rows that appeared meanwhile).
+pub(crate) async fn sealed_successor(
+    db: impl PgExecutor<'_>,
+    spent: Uuid,
+) -> sqlx::Result<Option<Vec<u8>>> {
+    let sealed = sqlx::query_scalar!(
+        r#"SELECT COALESCE(c.sealed_pair, t.successor_sealed) AS sealed
+             FROM auth.refresh_tokens t
+             LEFT JOIN auth.refresh_tokens c ON c.id = t.replaced_by
+            WHERE t.id = $1"#,
+        spent
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(sealed.flatten())
 }
 
 /// Spends the presented token for its successor (same account and session), the successor's row

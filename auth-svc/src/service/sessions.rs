@@ -335,7 +335,8 @@ impl AuthService {
         }
         if let Some(used_at) = token.used_at {
             if token.now - used_at <= delta(self.settings.reuse_grace) {
-                return grace_retry(presented, &token);
+                let sealed = refresh::sealed_successor(&mut *tx, token.id).await?;
+                return grace_retry(presented, sealed.as_deref());
             }
             return self.revoke_reused(tx, req, &token).await;
         }
@@ -488,12 +489,11 @@ impl AuthService {
 }
 
 /// A retry of a refresh that already happened (e.g. two tabs at once) within the grace window:
-/// the same successor again, never a second one, so the session cannot fork.
-fn grace_retry(presented: &str, token: &PresentedToken) -> Result<RpcReply, ServiceError> {
+/// the same successor again (`sealed` under a key derived from the `presented` token), never a
+/// second one, so the session cannot fork.
+fn grace_retry(presented: &str, sealed: Option<&[u8]>) -> Result<RpcReply, ServiceError> {
     metrics::counter!("authstack_refresh_grace_reuse_total").increment(1);
-    let successor = token
-        .successor_sealed
-        .as_deref()
+    let successor = sealed
         .and_then(|sealed| tokens::open_successor(presented, sealed))
         .and_then(|plain| serde_json::from_slice::<TokenPair>(&plain).ok());
     match successor {

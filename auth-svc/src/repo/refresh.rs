@@ -133,8 +133,8 @@ pub(crate) async fn sealed_successor(
 }
 
 /// Spends the presented token for its successor (same account and session), the successor's row
-/// keeping the sealed pair for a retry within the grace window, and records the request id as applied, in one
-/// statement.
+/// keeping the sealed pair for a retry within the grace window, and records the request id as
+/// applied, in one statement.
 /// False when the request id was applied already (by an earlier or concurrent delivery): then
 /// nothing is written. An empty request id is not recorded.
 pub(crate) async fn replace(db: impl PgExecutor<'_>, r: &Replacement<'_>) -> sqlx::Result<bool> {

@@ -80,6 +80,14 @@ impl PrivateKey {
     }
 }
 
+/// The JOSE header of an access token signed by `key`: its algorithm, `typ` and `kid`.
+fn access_token_header(key: &RingKey) -> Header {
+    let mut header = Header::new(key.algorithm.jwt());
+    header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+    header.kid = Some(key.kid.clone());
+    header
+}
+
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenSigner")
@@ -101,10 +109,7 @@ impl TokenSigner {
     pub fn new(key: &RingKey) -> Result<Self, KeyringError> {
         let private = PrivateKey::from_pem(key.algorithm, &key.private_key_pem)
             .map_err(|e| KeyringError::Material(format!("key {}: {e}", key.kid)))?;
-        let mut header = Header::new(key.algorithm.jwt());
-        header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
-        header.kid = Some(key.kid.clone());
-        let header = serde_json::to_vec(&header)
+        let header = serde_json::to_vec(&access_token_header(key))
             .map_err(|e| KeyringError::Signing(format!("header of key {}: {e}", key.kid)))?;
         Ok(TokenSigner {
             kid: key.kid.clone(),
@@ -441,9 +446,7 @@ mod tests {
                 SigningAlgorithm::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(pem),
             }
             .unwrap();
-            let mut header = Header::new(alg.jwt());
-            header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
-            header.kid = Some(key.kid.clone());
+            let header = access_token_header(key);
             let signer = TokenSigner::new(key).unwrap();
             for _ in 0..3 {
                 let claims = claims(60);
@@ -459,9 +462,7 @@ mod tests {
         // reject the token; this verifier understands none.
         let ring = ring(SigningAlgorithm::EdDSA);
         let key = ring.active().unwrap();
-        let mut header = Header::new(key.algorithm.jwt());
-        header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
-        header.kid = Some(key.kid.clone());
+        let mut header = access_token_header(key);
         header.crit = Some(vec!["urn:example:must-understand".into()]);
         header.extras.insert("urn:example:must-understand", true);
         let pem = jsonwebtoken::EncodingKey::from_ed_pem(key.private_key_pem.as_bytes()).unwrap();

@@ -74,8 +74,11 @@ for i in 1 2; do
   auth_port=$(free_port); auth_metrics+=("http://127.0.0.1:$auth_port/metrics")
   AMQP_URL="$AUTH_SVC_AMQP_URL" AUTH_HTTP_LISTEN="127.0.0.1:$auth_port" AUTH_INSTANCE_NAME="bench-auth-$i" "$bin/auth-svc" >"$work/auth-$i.log" 2>&1 & pids+=($!); auth_pids+=($!)
 done
-AMQP_URL="$GATEWAY_AMQP_URL" GATEWAY_METRICS_LISTEN="127.0.0.1:$(free_port)" "$bin/gateway" >"$work/gateway.log" 2>&1 & pids+=($!)
+gw_metrics_port=$(free_port)
+AMQP_URL="$GATEWAY_AMQP_URL" GATEWAY_METRICS_LISTEN="127.0.0.1:$gw_metrics_port" "$bin/gateway" >"$work/gateway.log" 2>&1 & pids+=($!)
 gw_pid=$!
+# RPC calls per broker message (the gateway's batches) over a run.
+batch_sums=("${B[@]}" sums "http://127.0.0.1:$gw_metrics_port/metrics" authstack_rpc_client_batch_calls_sum authstack_rpc_client_batch_calls_count)
 # A second gateway on the same auth-svc replicas with RabbitMQ's direct reply-to, to compare.
 direct_port=$(free_port)
 AMQP_URL="$GATEWAY_AMQP_URL" GATEWAY_METRICS_LISTEN="127.0.0.1:$(free_port)" \
@@ -118,10 +121,21 @@ measure() {
   local name=$1 tool=$2 url=$3; shift 3
   echo "[bench] $name ($tool ${*:1:2} …, ${DURATION}s)" >&2
   local before after line
+  local batches_before batches_after
+  batches_before=$("${batch_sums[@]}")
   before=$("${B[@]}" cpu --db "$db" "${cpu_specs[@]}")
   line=$("${B[@]}" "$tool" "$name" "$url" -d "$DURATION" "${rss_groups[@]}" "$@")
   after=$("${B[@]}" cpu --db "$db" "${cpu_specs[@]}")
-  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); b=json.loads(sys.argv[2]); a=json.loads(sys.argv[3]); r["cpu_s"]={k: round(a[k]-b[k],2) for k in a}; r["cpu_s"]["loadgen"]=r["loadgen_cpu_s"]; print(json.dumps(r))' "$line" "$before" "$after" >>"$results"
+  batches_after=$("${batch_sums[@]}")
+  python3 -c '
+import json, sys
+r, b, a, mb, ma = (json.loads(x) for x in sys.argv[1:6])
+r["cpu_s"] = {k: round(a[k] - b[k], 2) for k in a}
+r["cpu_s"]["loadgen"] = r["loadgen_cpu_s"]
+calls, messages = (ma[k] - mb[k] for k in ("authstack_rpc_client_batch_calls_sum", "authstack_rpc_client_batch_calls_count"))
+if messages > 0:
+    r["calls_per_message"] = round(calls / messages, 1)
+print(json.dumps(r))' "$line" "$before" "$after" "$batches_before" "$batches_after" >>"$results"
 }
 median_rps() { python3 -c 'import json,sys,statistics; print(int(statistics.median(json.loads(l)["rps"] for l in open(sys.argv[1]) if json.loads(l)["name"].startswith(sys.argv[2]+"#"))))' "$results" "$1"; }
 last_rps() { python3 -c 'import json,sys; print(int([json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["name"]==sys.argv[2]][-1]["rps"]))' "$results" "$1"; }
@@ -206,6 +220,8 @@ md = rows["users-me-direct"]
 print(f'{"  same, direct reply-to":<28} {fmt(md)}   {md["rps"] / m["rps"]:.2f}x the exclusive reply queue')
 r = rows["refresh"]; checks.append(r["rps"] >= T["refresh_rps"])
 print(f'{"POST /api/v1/auth/refresh":<28} {fmt(r)}   >= {T["refresh_rps"]}/s {"PASS" if checks[-1] else "FAIL"}')
+per_message = ", ".join(f'{n} {rows[n]["calls_per_message"]}' for n in ("users-me", "refresh", "login") if "calls_per_message" in rows.get(n, {}))
+print(f'{"  RPC calls per broker message":<28} {per_message}   (the gateway\'s batches, docs/rabbitmq.md#batches)')
 l = rows["login"]; ratio = l["rps"] / argon["rate"]
 # Where login's gap to raw argon2 goes: CPU per login by component (ms) against argon2's raw
 # CPU cost in this run; each share is that component's CPU over the whole CPU of a login, and

@@ -264,6 +264,9 @@ def _main(argv):
     cpu.add_argument("spec", nargs="*", help="NAME=PID[,PID...]")
     hashing = sub.add_parser("hash-cpu", help="argon2 CPU seconds and hashes so far, summed over auth-svc replicas")
     hashing.add_argument("url", nargs="+", help="auth-svc /metrics URLs")
+    sums = sub.add_parser("sums", help="sums of Prometheus samples without labels")
+    sums.add_argument("url")
+    sums.add_argument("metric", nargs="+")
     rss = sub.add_parser("rss")
     rss.add_argument("spec", nargs="+", help="NAME=PID[,PID...]")
     for tool in ("wrk", "oha"):
@@ -290,6 +293,9 @@ def _main(argv):
         m = metric_sums(a.url, ["authstack_password_hash_cpu_seconds_sum", "authstack_password_hash_cpu_seconds_count"])
         print(json.dumps({"cpu_s": m["authstack_password_hash_cpu_seconds_sum"],
                           "hashes": m["authstack_password_hash_cpu_seconds_count"]}))
+        return 0
+    if a.cmd == "sums":
+        print(json.dumps(metric_sums([a.url], a.metric)))
         return 0
     if a.cmd == "rss":
         print(json.dumps({name: rss_kib([int(p) for p in pids.split(",")]) / 1024

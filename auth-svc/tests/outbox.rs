@@ -182,7 +182,7 @@ async fn events_survive_sigkill_between_commit_and_publish_and_relays_do_not_dup
             connection_name: "outbox-test-client".into(),
             consumer_check_interval: Duration::from_millis(100),
             reply_mode: ReplyMode::Exclusive,
-            max_batch: authstack_bus::rpc_client::DEFAULT_MAX_BATCH,
+            batching: Default::default(),
         },
         shutdown.clone(),
     );

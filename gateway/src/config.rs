@@ -76,6 +76,16 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_RPC_MAX_BATCH", default_value_t = authstack_bus::rpc_client::DEFAULT_MAX_BATCH, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub rpc_max_batch: u16,
 
+    /// RPC messages in flight from which a call is held back (up to
+    /// `GATEWAY_RPC_BATCH_LINGER_MS`) so that more calls join its message; 0: one per auth-svc
+    /// replica consuming the queue.
+    #[arg(long, env = "GATEWAY_RPC_MAX_MESSAGES_IN_FLIGHT", default_value_t = authstack_bus::rpc_client::DEFAULT_MAX_MESSAGES_IN_FLIGHT)]
+    pub rpc_max_messages_in_flight: u16,
+
+    /// Longest a call is held back for batching, in milliseconds (0: never held back).
+    #[arg(long, env = "GATEWAY_RPC_BATCH_LINGER_MS", default_value_t = authstack_bus::rpc_client::DEFAULT_MAX_LINGER.as_millis() as u64, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub rpc_batch_linger_ms: u64,
+
     /// Largest accepted request body in bytes; larger ones get `common.payload_too_large` (413).
     #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,

@@ -301,7 +301,7 @@ mod tests {
                 connection_name: "test".into(),
                 consumer_check_interval: Duration::from_secs(1),
                 reply_mode: ReplyMode::Exclusive,
-                max_batch: authstack_bus::rpc_client::DEFAULT_MAX_BATCH,
+                batching: Default::default(),
             },
             CancellationToken::new(),
         );

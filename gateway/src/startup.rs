@@ -62,7 +62,11 @@ impl Application {
                 connection_name: format!("{}-rpc", config.instance_name),
                 consumer_check_interval: CONSUMER_CHECK_INTERVAL,
                 reply_mode: config.rpc_reply_mode,
-                max_batch: config.rpc_max_batch,
+                batching: authstack_bus::Batching {
+                    max_calls: config.rpc_max_batch,
+                    max_messages_in_flight: config.rpc_max_messages_in_flight,
+                    max_linger: Duration::from_millis(config.rpc_batch_linger_ms),
+                },
             },
             shutdown.clone(),
         );

@@ -19,7 +19,7 @@ mod topology;
 
 pub use authstack_protocol::broker::{self, Names, Role};
 pub use events::{ConfirmedPublisher, EventPublisher, EventSubscriber, PendingConfirm, run_relay};
-pub use rpc_client::{ReplyMode, RpcClient, RpcClientConfig};
+pub use rpc_client::{Batching, ReplyMode, RpcClient, RpcClientConfig};
 pub use rpc_server::{IncomingCall, RpcHandler, RpcServer, RpcServerConfig};
 pub use supervise::supervise;
 pub use tokio_util::sync::CancellationToken;

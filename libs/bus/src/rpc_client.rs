@@ -10,12 +10,13 @@
 //! time is dropped by the broker instead of being processed late.
 //!
 //! Calls are handed to the session's publisher, which sends every call waiting at that moment
-//! (up to [`RpcClientConfig::max_batch`]) as one message of type `batch`: under load the broker,
-//! the AMQP clients and auth-svc handle one message for many calls; a lone call goes out as
-//! before, as a message of its own.
+//! (up to [`Batching::max_calls`]) as one message of type `batch`, and under load holds the next
+//! call back briefly so that more join it ([`Batching`]): the broker, the AMQP clients and
+//! auth-svc then handle one message for many calls. A lone call goes out as a message of its
+//! own.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -28,7 +29,7 @@ use futures::StreamExt;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::BusError;
@@ -51,6 +52,42 @@ pub enum ReplyMode {
 
 /// Most calls in one message unless configured otherwise (`GATEWAY_RPC_MAX_BATCH`).
 pub const DEFAULT_MAX_BATCH: u16 = 32;
+
+/// Request messages in flight before calls wait to be batched, unless configured otherwise
+/// (`GATEWAY_RPC_MAX_MESSAGES_IN_FLIGHT`): 0, as many as auth-svc replicas consume the queue.
+pub const DEFAULT_MAX_MESSAGES_IN_FLIGHT: u16 = 0;
+
+/// Longest a call is held back for batching, unless configured otherwise
+/// (`GATEWAY_RPC_BATCH_LINGER_MS`).
+pub const DEFAULT_MAX_LINGER: Duration = Duration::from_millis(1);
+
+/// How an [`RpcClient`] gathers calls into messages.
+///
+/// Every call waiting when the publisher runs goes out in one message, up to `max_calls`.
+/// While `max_messages_in_flight` messages are unanswered, the publisher holds the next call
+/// back until one of them is answered, `max_calls` are waiting or `max_linger` passed:
+/// under load calls then travel in fewer, fuller messages (the broker's, the AMQP clients' and
+/// auth-svc's costs are per message), while a call on an idle client leaves at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Most calls in one message (1: every call in a message of its own).
+    pub max_calls: u16,
+    /// Messages in flight from which calls wait to be batched; 0: one per auth-svc replica
+    /// consuming the queue (as counted by the periodic consumer check).
+    pub max_messages_in_flight: u16,
+    /// Longest a call is held back.
+    pub max_linger: Duration,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching {
+            max_calls: DEFAULT_MAX_BATCH,
+            max_messages_in_flight: DEFAULT_MAX_MESSAGES_IN_FLIGHT,
+            max_linger: DEFAULT_MAX_LINGER,
+        }
+    }
+}
 
 /// The pseudo-queue of direct reply-to.
 const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -75,8 +112,8 @@ pub struct RpcClientConfig {
     pub consumer_check_interval: Duration,
     /// Where replies come back.
     pub reply_mode: ReplyMode,
-    /// Most calls sent in one message (1: every call in a message of its own).
-    pub max_batch: u16,
+    /// How calls are gathered into messages.
+    pub batching: Batching,
 }
 
 /// A call waiting for the session's publisher.
@@ -87,6 +124,52 @@ struct Outgoing {
     timeout: Duration,
 }
 
+/// A call waiting for its reply.
+struct Waiting {
+    reply: oneshot::Sender<Vec<u8>>,
+    /// The message that carried the call, once published (see [`InFlight`]).
+    message: Option<Arc<InFlight>>,
+}
+
+/// Counts the request messages in flight and wakes the publisher when one is answered.
+#[derive(Default)]
+struct Window {
+    messages: AtomicUsize,
+    freed: Notify,
+}
+
+/// One request message in flight, until the first reply to one of its calls arrives (auth-svc
+/// answers a message's calls together, a slow one alone later) or, failing that, until the
+/// last of its calls' [`Waiting`] entries is gone (timed out, or lost with the connection).
+struct InFlight {
+    window: Arc<Window>,
+    answered: AtomicBool,
+}
+
+impl InFlight {
+    fn new(window: &Arc<Window>) -> Arc<Self> {
+        window.messages.fetch_add(1, Ordering::Relaxed);
+        Arc::new(InFlight {
+            window: window.clone(),
+            answered: AtomicBool::new(false),
+        })
+    }
+
+    /// Frees the message's place in the window (once).
+    fn answer(&self) {
+        if !self.answered.swap(true, Ordering::AcqRel) {
+            self.window.messages.fetch_sub(1, Ordering::Relaxed);
+            self.window.freed.notify_one();
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.answer();
+    }
+}
+
 struct Live {
     outbox: mpsc::UnboundedSender<Outgoing>,
 }
@@ -94,11 +177,14 @@ struct Live {
 struct Inner {
     config: RpcClientConfig,
     live: RwLock<Option<Live>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>,
+    pending: Mutex<HashMap<u64, Waiting>>,
+    /// Request messages published and not yet answered.
+    window: Arc<Window>,
     next_id: AtomicU64,
     /// Random per-process prefix of message ids, so ids are unique across gateways.
     id_prefix: String,
-    consumers_available: AtomicBool,
+    /// auth-svc replicas consuming the RPC queue at the last check.
+    consumers: AtomicU32,
     shutdown: CancellationToken,
 }
 
@@ -120,9 +206,10 @@ impl RpcClient {
             config,
             live: RwLock::new(None),
             pending: Mutex::new(HashMap::new()),
+            window: Arc::new(Window::default()),
             next_id: AtomicU64::new(1),
             id_prefix: uuid::Uuid::new_v4().simple().to_string(),
-            consumers_available: AtomicBool::new(false),
+            consumers: AtomicU32::new(0),
             shutdown,
         });
         let client = RpcClient { inner };
@@ -147,7 +234,7 @@ impl RpcClient {
 
     /// Whether at least one consumer (auth-svc replica) was seen on the request queue.
     pub fn has_consumers(&self) -> bool {
-        self.inner.consumers_available.load(Ordering::Relaxed)
+        self.inner.consumers.load(Ordering::Relaxed) > 0
     }
 
     /// Number of calls waiting for a reply.
@@ -192,7 +279,7 @@ impl RpcClient {
         if let Ok(mut pending) = inner.pending.lock() {
             pending.clear();
         }
-        inner.consumers_available.store(false, Ordering::Relaxed);
+        inner.consumers.store(0, Ordering::Relaxed);
         result
     }
 
@@ -232,12 +319,8 @@ impl RpcClient {
                     0
                 }
             };
-            let available = consumers > 0;
-            let was = self
-                .inner
-                .consumers_available
-                .swap(available, Ordering::Relaxed);
-            if was != available {
+            let was = self.inner.consumers.swap(consumers, Ordering::Relaxed);
+            if (was > 0) != (consumers > 0) {
                 tracing::info!(consumers, "auth-svc availability changed");
             }
             tokio::time::sleep(self.inner.config.consumer_check_interval).await;
@@ -245,7 +328,7 @@ impl RpcClient {
     }
 
     /// Publishes the calls handed over by [`RpcClient::call`]: every call waiting when the
-    /// publisher runs goes out in one message, up to `max_batch` calls and the message size
+    /// publisher runs goes out in one message, up to `max_calls` calls and the message size
     /// limit. Returns when the channel can no longer publish.
     async fn publish_calls(
         &self,
@@ -263,9 +346,10 @@ impl RpcClient {
                     None => return BusError::Lost("the call queue closed".into()),
                 },
             };
+            self.await_window(calls).await;
             let mut bytes = first.request.get().len();
             let mut batch = vec![first];
-            while batch.len() < usize::from(config.max_batch) {
+            while batch.len() < usize::from(config.batching.max_calls) {
                 let Ok(next) = calls.try_recv() else { break };
                 // Room for the call and its envelope (ids, deadline, field names).
                 bytes += next.request.get().len() + 160;
@@ -276,12 +360,49 @@ impl RpcClient {
                 batch.push(next);
             }
             metrics::histogram!("authstack_rpc_client_batch_calls").record(batch.len() as f64);
+            self.mark_in_flight(&batch);
             if let Err(e) = self.publish(channel, reply_queue, &batch) {
                 for call in &batch {
                     self.forget(call.id);
                 }
                 if !channel.status().connected() {
                     return e;
+                }
+            }
+        }
+    }
+
+    /// Under load, holds a call back while the window of messages in flight is full: calls
+    /// arriving meanwhile join its message. Waits until a message is answered, the batch is
+    /// full or the linger time passed, whichever comes first.
+    async fn await_window(&self, calls: &mut mpsc::UnboundedReceiver<Outgoing>) {
+        let config = &self.inner.config;
+        let window = &self.inner.window;
+        let limit = match config.batching.max_messages_in_flight {
+            0 => self.inner.consumers.load(Ordering::Relaxed).max(1) as usize,
+            n => usize::from(n),
+        };
+        let full = || window.messages.load(Ordering::Relaxed) >= limit;
+        if !full() {
+            return;
+        }
+        let linger = tokio::time::sleep(config.batching.max_linger);
+        tokio::pin!(linger);
+        while full() && calls.len() + 1 < usize::from(config.batching.max_calls) {
+            tokio::select! {
+                _ = window.freed.notified() => {}
+                _ = &mut linger => return,
+            }
+        }
+    }
+
+    /// Counts the batch as one message in flight (see [`InFlight`]).
+    fn mark_in_flight(&self, batch: &[Outgoing]) {
+        let message = InFlight::new(&self.inner.window);
+        if let Ok(mut pending) = self.inner.pending.lock() {
+            for call in batch {
+                if let Some(waiting) = pending.get_mut(&call.id) {
+                    waiting.message = Some(message.clone());
                 }
             }
         }
@@ -385,8 +506,11 @@ impl RpcClient {
             .ok()
             .and_then(|mut p| p.remove(&id));
         match sender {
-            Some(tx) => {
-                let _ = tx.send(data);
+            Some(waiting) => {
+                if let Some(message) = &waiting.message {
+                    message.answer();
+                }
+                let _ = waiting.reply.send(data);
             }
             // The caller gave up (deadline) or this is a duplicate reply.
             None => metrics::counter!("authstack_rpc_client_late_replies_total").increment(1),
@@ -433,7 +557,7 @@ impl RpcClient {
                 None => return Err(unavailable("the message broker is unreachable")),
             }
         };
-        if !inner.consumers_available.load(Ordering::Relaxed) {
+        if inner.consumers.load(Ordering::Relaxed) == 0 {
             return Err(unavailable("no auth-svc replica is available"));
         }
         let request = serde_json::value::to_raw_value(request)
@@ -447,7 +571,13 @@ impl RpcClient {
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut pending) = inner.pending.lock() {
-            pending.insert(id, tx);
+            pending.insert(
+                id,
+                Waiting {
+                    reply: tx,
+                    message: None,
+                },
+            );
         }
         let deadline_ms = SystemTime::now()
             .checked_add(timeout)

@@ -77,7 +77,7 @@ fn gateway_client(names: &Names, mode: ReplyMode, shutdown: &CancellationToken) 
             connection_name: "acl-gateway".into(),
             consumer_check_interval: Duration::from_millis(100),
             reply_mode: mode,
-            max_batch: authstack_bus::rpc_client::DEFAULT_MAX_BATCH,
+            batching: Default::default(),
         },
         shutdown.clone(),
     )

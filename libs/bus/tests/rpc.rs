@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use authstack_bus::rpc_client::DEFAULT_MAX_BATCH;
+use authstack_bus::rpc_client::{Batching, DEFAULT_MAX_BATCH};
 use authstack_bus::{
     CancellationToken, IncomingCall, Names, ReplyMode, RpcClient, RpcClientConfig, RpcHandler,
     RpcServer, RpcServerConfig,
@@ -52,7 +52,12 @@ fn echo(id: usize, delay_ms: u64) -> Arc<Echo> {
     })
 }
 
-fn server(url: &str, queue: &Names, handler: Arc<Echo>, shutdown: &CancellationToken) -> RpcServer {
+fn server<H: RpcHandler>(
+    url: &str,
+    queue: &Names,
+    handler: Arc<H>,
+    shutdown: &CancellationToken,
+) -> RpcServer {
     let (server, run) = RpcServer::start(
         RpcServerConfig {
             url: url.into(),
@@ -66,6 +71,58 @@ fn server(url: &str, queue: &Names, handler: Arc<Echo>, shutdown: &CancellationT
     );
     tokio::spawn(run);
     server
+}
+
+/// Records when each call reached it and the size of each batch message; answers after `delay`,
+/// or after `slow_delay` a call whose request id is `slow`.
+struct Recorder {
+    delay: Duration,
+    slow_delay: Duration,
+    arrivals: std::sync::Mutex<Vec<(String, Instant)>>,
+    batches: std::sync::Mutex<Vec<usize>>,
+}
+
+impl Recorder {
+    fn new(delay_ms: u64, slow_delay_ms: u64) -> Arc<Self> {
+        Arc::new(Recorder {
+            delay: Duration::from_millis(delay_ms),
+            slow_delay: Duration::from_millis(slow_delay_ms),
+            arrivals: Default::default(),
+            batches: Default::default(),
+        })
+    }
+
+    fn arrived(&self, request_id: &str) -> Option<Instant> {
+        let arrivals = self.arrivals.lock().unwrap();
+        arrivals
+            .iter()
+            .find(|(id, _)| id == request_id)
+            .map(|a| a.1)
+    }
+}
+
+impl RpcHandler for Recorder {
+    type Batch = ();
+
+    async fn prepare(&self, requests: &[&RpcRequest]) -> Option<()> {
+        self.batches.lock().unwrap().push(requests.len());
+        None
+    }
+
+    async fn handle(&self, call: IncomingCall, _: Option<&()>) -> RpcReply {
+        let id = call.request.context.request_id.clone();
+        self.arrivals
+            .lock()
+            .unwrap()
+            .push((id.clone(), Instant::now()));
+        let delay = if id == "slow" {
+            self.slow_delay
+        } else {
+            self.delay
+        };
+        tokio::time::sleep(delay).await;
+        RpcReply::ok(&json!({ "request_id": id }))
+    }
 }
 
 fn client(url: &str, queue: &Names, shutdown: &CancellationToken) -> RpcClient {
@@ -85,6 +142,20 @@ fn client_with(
     max_batch: u16,
     shutdown: &CancellationToken,
 ) -> RpcClient {
+    let batching = Batching {
+        max_calls: max_batch,
+        ..Default::default()
+    };
+    batching_client(url, queue, reply_mode, batching, shutdown)
+}
+
+fn batching_client(
+    url: &str,
+    queue: &Names,
+    reply_mode: ReplyMode,
+    batching: Batching,
+    shutdown: &CancellationToken,
+) -> RpcClient {
     RpcClient::start(
         RpcClientConfig {
             url: url.into(),
@@ -93,7 +164,7 @@ fn client_with(
             connection_name: "test-client".into(),
             consumer_check_interval: Duration::from_millis(100),
             reply_mode,
-            max_batch,
+            batching,
         },
         shutdown.clone(),
     )
@@ -257,7 +328,7 @@ async fn no_consumer_and_no_broker_fail_fast_with_unavailable() {
             connection_name: "nowhere".into(),
             consumer_check_interval: Duration::from_millis(100),
             reply_mode: Default::default(),
-            max_batch: DEFAULT_MAX_BATCH,
+            batching: Default::default(),
         },
         shutdown.clone(),
     );
@@ -584,6 +655,121 @@ async fn calls_waiting_together_travel_in_one_message_and_find_their_callers() {
         shutdown.cancel();
         delete_queue(&queue).await;
     }
+}
+
+#[tokio::test]
+async fn calls_made_while_the_window_is_full_wait_and_travel_together() {
+    // Window of one message: while "first" is being answered (300 ms), ten calls made 10 ms
+    // apart wait for it and then leave in one message. Without a window each leaves at once,
+    // alone or nearly so.
+    for max_messages_in_flight in [1, u16::MAX] {
+        let queue = unique_names();
+        let shutdown = CancellationToken::new();
+        let replica = Recorder::new(300, 300);
+        server(&amqp_url(), &queue, replica.clone(), &shutdown);
+        let batching = Batching {
+            max_messages_in_flight,
+            max_linger: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let client = batching_client(
+            &amqp_url(),
+            &queue,
+            ReplyMode::Exclusive,
+            batching,
+            &shutdown,
+        );
+        ready(&client).await;
+        let started = Instant::now();
+        let first = tokio::spawn({
+            let client = client.clone();
+            async move {
+                client
+                    .call(&request("first"), Duration::from_secs(20))
+                    .await
+            }
+        });
+        assert!(eventually(5, || replica.arrived("first").is_some()).await);
+        let mut later = Vec::new();
+        for i in 0..10 {
+            let client = client.clone();
+            later.push(tokio::spawn(async move {
+                client
+                    .call(&request(&format!("later-{i}")), Duration::from_secs(20))
+                    .await
+            }));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        first.await.unwrap().unwrap();
+        let first_answered = started.elapsed();
+        for call in later {
+            call.await.unwrap().unwrap();
+        }
+        assert!(
+            first_answered < Duration::from_secs(2),
+            "a call on an idle client leaves at once: answered after {first_answered:?}"
+        );
+        let batches = replica.batches.lock().unwrap().clone();
+        if max_messages_in_flight == 1 {
+            assert_eq!(batches, [10], "the ten waited and travelled together");
+            let first_at = replica.arrived("first").unwrap();
+            let later_at = replica.arrived("later-0").unwrap();
+            assert!(
+                later_at - first_at >= Duration::from_millis(300),
+                "the later calls left after the first was answered"
+            );
+        } else {
+            let together = batches.iter().max().copied().unwrap_or(1);
+            assert!(
+                together <= 3,
+                "without a window calls leave as they come: batches {batches:?}"
+            );
+        }
+        assert_eq!(client.in_flight(), 0);
+        shutdown.cancel();
+        delete_queue(&queue).await;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_call_holds_others_back_no_longer_than_the_linger() {
+    let queue = unique_names();
+    let shutdown = CancellationToken::new();
+    let replica = Recorder::new(0, 3_000);
+    server(&amqp_url(), &queue, replica.clone(), &shutdown);
+    let linger = Duration::from_millis(150);
+    let batching = Batching {
+        max_messages_in_flight: 1,
+        max_linger: linger,
+        ..Default::default()
+    };
+    let client = batching_client(
+        &amqp_url(),
+        &queue,
+        ReplyMode::Exclusive,
+        batching,
+        &shutdown,
+    );
+    ready(&client).await;
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move { client.call(&request("slow"), Duration::from_secs(20)).await }
+    });
+    assert!(eventually(5, || replica.arrived("slow").is_some()).await);
+    let started = Instant::now();
+    client
+        .call(&request("fast"), Duration::from_secs(20))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= linger && took < Duration::from_millis(1_500),
+        "held back for the linger time (150 ms), not for the slow call (3 s): {took:?}"
+    );
+    slow.await.unwrap().unwrap();
+    assert_eq!(client.in_flight(), 0);
+    shutdown.cancel();
+    delete_queue(&queue).await;
 }
 
 #[tokio::test]

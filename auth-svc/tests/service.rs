@@ -494,14 +494,14 @@ async fn calls_with_prepared_callers_answer_as_calls_alone() {
     );
     let mut together = Vec::new();
     let mut alone = Vec::new();
+    let copy_of = |c: &IncomingCall| IncomingCall {
+        request: c.request.clone(),
+        request_id: String::new(),
+        redelivered: false,
+    };
     for c in &batch {
-        let copy = || IncomingCall {
-            request: c.request.clone(),
-            request_id: String::new(),
-            redelivered: false,
-        };
-        together.push(result(svc.handle(copy(), prepared.as_ref()).await));
-        alone.push(result(svc.handle(copy(), None).await));
+        together.push(result(svc.handle(copy_of(c), prepared.as_ref()).await));
+        alone.push(result(svc.handle(copy_of(c), None).await));
     }
     assert_eq!(together, alone);
     assert_eq!(together[0].as_ref().unwrap()["username"], "ann");
@@ -516,6 +516,19 @@ async fn calls_with_prepared_callers_answer_as_calls_alone() {
         "cyd's account is gone"
     );
     assert_eq!(together[3], Err(ErrorCode::InvalidToken), "no token");
+    // A busy client sends many calls with one token: its batch is one query too, not one per
+    // call.
+    let one_caller: Vec<IncomingCall> = (0..3)
+        .map(|_| as_caller(&Call::GetMe, Some(&access[0])))
+        .collect();
+    let requests: Vec<&RpcRequest> = one_caller.iter().map(|c| &c.request).collect();
+    let prepared = svc.prepare(&requests).await;
+    assert!(
+        prepared.is_some(),
+        "the calls of one caller are loaded together"
+    );
+    let me = result(svc.handle(copy_of(&one_caller[0]), prepared.as_ref()).await);
+    assert_eq!(me.unwrap()["username"], "ann");
     shutdown.cancel();
     cleanup.run().await;
 }

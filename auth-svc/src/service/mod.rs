@@ -454,8 +454,9 @@ impl RpcHandler for AuthService {
     type Batch = Callers;
 
     /// Verifies the batch's access tokens (a cache hit for most) and loads every caller's account
-    /// and session state in one query, instead of a query per call. Worth it from two callers
-    /// on; a failed query leaves each call to look its caller up itself.
+    /// and session state in one query, instead of a query per call. Worth it from two calls
+    /// with a caller on, whether of two callers or of one (a busy client); a failed query leaves
+    /// each call to look its caller up itself.
     async fn prepare(&self, requests: &[&RpcRequest]) -> Option<Callers> {
         let keys = self.keys.current();
         let mut pairs: Vec<(Uuid, Uuid)> = requests
@@ -464,11 +465,11 @@ impl RpcHandler for AuthService {
             .filter_map(|t| self.bearer.verify(&keys, t.expose()).ok())
             .map(|identity| (identity.account_id, identity.session_id))
             .collect();
-        pairs.sort_unstable();
-        pairs.dedup();
         if pairs.len() < 2 {
             return None;
         }
+        pairs.sort_unstable();
+        pairs.dedup();
         let found = repo::accounts::find_with_sessions(
             &self.pool,
             &pairs,

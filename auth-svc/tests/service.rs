@@ -210,6 +210,53 @@ fn refresh_with(token: &serde_json::Value) -> Call {
     })
 }
 
+/// A batch's refresh tokens are read in one query before its calls run (`prepare`); each
+/// refresh then answers as it would alone — also one whose token was spent after the batch was
+/// read (it takes the locked path and is answered as a retry within the grace window).
+#[tokio::test]
+async fn refreshes_with_tokens_read_for_the_batch_answer_as_refreshes_alone() {
+    let (db, cleanup) = database().await;
+    let shutdown = CancellationToken::new();
+    let svc = service_with(&db, &shutdown, cheap_hasher(), Duration::from_secs(30)).await;
+    let ann = logged_in(&svc, "ann", "a").await;
+    let bob = logged_in(&svc, "bob", "b").await;
+    let unknown = serde_json::Value::from("x".repeat(43));
+    let batch: Vec<IncomingCall> = [&ann, &bob]
+        .iter()
+        .map(|pair| &pair["refresh_token"])
+        .chain([&unknown])
+        .enumerate()
+        .map(|(i, token)| call(&refresh_with(token), &format!("batch-{i}"), false))
+        .collect();
+    let requests: Vec<&RpcRequest> = batch.iter().map(|c| &c.request).collect();
+    let prepared = svc.prepare(&requests).await;
+    assert!(
+        prepared.is_some(),
+        "two or more refresh tokens are read together"
+    );
+    let mut replies = Vec::new();
+    for c in batch {
+        replies.push(result(svc.handle(c, prepared.as_ref()).await));
+    }
+    let ann_next = replies[0].clone().unwrap();
+    assert_ne!(ann_next["refresh_token"], ann["refresh_token"]);
+    assert!(replies[1].as_ref().unwrap()["access_token"].is_string());
+    assert_eq!(replies[2], Err(ErrorCode::InvalidToken), "no such token");
+    // What was read for the batch still shows ann's token unspent: a retry decides by the
+    // database, under its locks.
+    let retry = call(&refresh_with(&ann["refresh_token"]), "batch-retry", false);
+    let again = result(svc.handle(retry, prepared.as_ref()).await).unwrap();
+    assert_eq!(
+        again, ann_next,
+        "a retry within the grace window gets the same successor"
+    );
+    // The successor refreshes as usual, alone.
+    let next = call(&refresh_with(&ann_next["refresh_token"]), "after", false);
+    result(svc.handle(next, None).await).unwrap();
+    shutdown.cancel();
+    cleanup.run().await;
+}
+
 #[tokio::test]
 async fn a_redelivered_refresh_rotates_once_and_is_not_taken_for_reuse() {
     let (db, cleanup) = database().await;

@@ -27,6 +27,7 @@ pub(crate) struct Replacement<'a> {
 }
 
 /// A presented refresh token, locked with its session, and its account.
+#[derive(Clone)]
 pub(crate) struct PresentedToken {
     pub id: Uuid,
     pub account_id: Uuid,
@@ -85,6 +86,44 @@ pub(crate) async fn peek_presented(
     )
     .fetch_optional(db)
     .await
+}
+
+/// [`peek_presented`] for many hashes in one query: the tokens found, each with its hash.
+pub(crate) async fn peek_many(
+    db: impl PgExecutor<'_>,
+    hashes: &[Vec<u8>],
+) -> sqlx::Result<Vec<(Vec<u8>, PresentedToken)>> {
+    let rows = sqlx::query!(
+        r#"SELECT t.token_hash, t.id, t.account_id, t.family_id, t.expires_at, t.used_at,
+                  s.created_at AS session_created_at,
+                  s.revoked_at IS NOT NULL AS "session_revoked!",
+                  a.roles, a.disabled, now() AS "now!"
+             FROM auth.refresh_tokens t
+             JOIN auth.sessions s ON s.id = t.family_id
+             JOIN auth.accounts a ON a.id = t.account_id
+            WHERE t.token_hash = ANY($1)"#,
+        hashes
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let token = PresentedToken {
+                id: r.id,
+                account_id: r.account_id,
+                family_id: r.family_id,
+                expires_at: r.expires_at,
+                used_at: r.used_at,
+                session_created_at: r.session_created_at,
+                session_revoked: r.session_revoked,
+                roles: r.roles,
+                disabled: r.disabled,
+                now: r.now,
+            };
+            (r.token_hash, token)
+        })
+        .collect())
 }
 
 /// The token hashed `hash`, locked together with its session row (`FOR UPDATE`, the session

@@ -29,9 +29,10 @@ use crate::passwords::{HashError, PasswordHasherPool};
 use crate::policy::Policy;
 pub(crate) use crate::repo::accounts::AccountRow;
 use crate::repo::accounts::AccountWithSession;
+use crate::repo::refresh::PresentedToken;
 use crate::repo::{self, maintenance, processed};
 use crate::throttle::ThrottlePolicy;
-use crate::tokens::AccessTokenSettings;
+use crate::tokens::{self, AccessTokenSettings};
 
 /// Token and throttling settings of the service.
 #[derive(Debug, Clone)]
@@ -190,18 +191,76 @@ impl AuthService {
         })
     }
 
+    /// The callers of the bearer calls among `requests`, from two such calls on.
+    async fn prepare_callers(
+        &self,
+        requests: &[&RpcRequest],
+    ) -> HashMap<(Uuid, Uuid), Option<AccountWithSession>> {
+        let keys = self.keys.current();
+        let mut pairs: Vec<(Uuid, Uuid)> = requests
+            .iter()
+            .filter_map(|r| r.context.access_token.as_ref())
+            .filter_map(|t| self.bearer.verify(&keys, t.expose()).ok())
+            .map(|identity| (identity.account_id, identity.session_id))
+            .collect();
+        if pairs.len() < 2 {
+            return HashMap::new();
+        }
+        pairs.sort_unstable();
+        pairs.dedup();
+        let Ok(found) = repo::accounts::find_with_sessions(
+            &self.pool,
+            &pairs,
+            self.settings.session_max_lifetime,
+        )
+        .await
+        else {
+            return HashMap::new();
+        };
+        let mut callers: HashMap<_, _> = pairs.into_iter().map(|p| (p, None)).collect();
+        for (pair, row) in found {
+            callers.insert(pair, Some(row));
+        }
+        callers
+    }
+
+    /// The tokens presented to the refresh calls among `requests`, from two such calls on.
+    async fn prepare_refresh(
+        &self,
+        requests: &[&RpcRequest],
+    ) -> Option<HashMap<Vec<u8>, Option<PresentedToken>>> {
+        let mut hashes: Vec<Vec<u8>> = requests
+            .iter()
+            .filter_map(|r| match r.decode() {
+                Ok(Call::Refresh(p)) => Some(tokens::hash_refresh_token(p.refresh_token.expose())),
+                _ => None,
+            })
+            .collect();
+        if hashes.len() < 2 {
+            return None;
+        }
+        hashes.sort_unstable();
+        hashes.dedup();
+        let found = repo::refresh::peek_many(&self.pool, &hashes).await.ok()?;
+        let mut tokens: HashMap<_, _> = hashes.into_iter().map(|h| (h, None)).collect();
+        for (hash, token) in found {
+            tokens.insert(hash, Some(token));
+        }
+        Some(tokens)
+    }
+
     /// Dispatches one call.
     pub(crate) async fn dispatch(
         &self,
         call: Call,
         ctx: &CallContext,
         request_id: &str,
-        callers: Option<&Callers>,
+        prepared: Option<&Prepared>,
     ) -> Result<RpcReply, ServiceError> {
         let req = Request {
             ctx,
             id: request_id,
-            callers,
+            prepared,
         };
         match call {
             Call::Register(p) => self.register(p, req).await,
@@ -332,7 +391,7 @@ impl AuthService {
             .ok_or_else(|| fail(ErrorCode::InvalidToken, "authentication required"))?;
         let identity = self.bearer.verify(&self.keys.current(), token.expose())?;
         let pair = (identity.account_id, identity.session_id);
-        let row = match req.callers.and_then(|c| c.0.get(&pair)) {
+        let row = match req.prepared.and_then(|p| p.callers.get(&pair)) {
             Some(loaded) => loaded.clone(),
             None => {
                 repo::accounts::find_with_session(
@@ -436,59 +495,61 @@ impl AuthService {
     }
 }
 
-/// The caller context and request id of one call, with its batch's prepared callers.
+/// The caller context and request id of one call, with what was prepared for its batch.
 #[derive(Clone, Copy)]
 pub(crate) struct Request<'a> {
     pub ctx: &'a CallContext,
     pub id: &'a str,
-    pub callers: Option<&'a Callers>,
+    pub prepared: Option<&'a Prepared>,
 }
 
-/// The callers of a batch's calls, loaded in one query before any call runs: by (account,
-/// session), the account and whether the session is live, or `None` for an account that does
-/// not exist. A call whose caller is missing here looks it up itself.
+/// What a batch's calls need from the database, read before any of them runs, a query for
+/// each kind instead of one per call. A call that finds nothing here for itself reads it itself.
 #[derive(Default)]
-pub struct Callers(HashMap<(Uuid, Uuid), Option<AccountWithSession>>);
+pub struct Prepared {
+    /// The callers of bearer calls by (account, session): the account and whether the session
+    /// is live, or `None` for an account that does not exist.
+    callers: HashMap<(Uuid, Uuid), Option<AccountWithSession>>,
+    /// The tokens presented to refresh calls, by hash, as [`repo::refresh::peek_presented`]
+    /// reads them (`None`: no such token); `None` when they were not read.
+    refresh_tokens: Option<HashMap<Vec<u8>, Option<PresentedToken>>>,
+}
+
+impl Prepared {
+    /// The presented refresh token hashed `hash`: `None` when it was not read with the batch,
+    /// `Some(None)` when there is no such token.
+    pub(crate) fn presented(&self, hash: &[u8]) -> Option<Option<&PresentedToken>> {
+        let tokens = self.refresh_tokens.as_ref()?;
+        Some(tokens.get(hash).and_then(Option::as_ref))
+    }
+}
 
 impl RpcHandler for AuthService {
-    type Batch = Callers;
+    type Batch = Prepared;
 
-    /// Verifies the batch's access tokens (a cache hit for most) and loads every caller's account
-    /// and session state in one query, instead of a query per call. Worth it from two calls
-    /// with a caller on, whether of two callers or of one (a busy client); a failed query leaves
-    /// each call to look its caller up itself.
-    async fn prepare(&self, requests: &[&RpcRequest]) -> Option<Callers> {
-        let keys = self.keys.current();
-        let mut pairs: Vec<(Uuid, Uuid)> = requests
-            .iter()
-            .filter_map(|r| r.context.access_token.as_ref())
-            .filter_map(|t| self.bearer.verify(&keys, t.expose()).ok())
-            .map(|identity| (identity.account_id, identity.session_id))
-            .collect();
-        if pairs.len() < 2 {
+    /// Reads what the batch's calls need, a query for each kind instead of one per call, from
+    /// two calls of a kind on (whether of one client or several): the bearer calls' callers
+    /// (their access tokens verified here, a cache hit for most: account and session state) and
+    /// the tokens presented to refresh calls. A failed query leaves each call to read its own.
+    async fn prepare(&self, requests: &[&RpcRequest]) -> Option<Prepared> {
+        let (callers, refresh_tokens) = tokio::join!(
+            self.prepare_callers(requests),
+            self.prepare_refresh(requests)
+        );
+        if callers.is_empty() && refresh_tokens.is_none() {
             return None;
         }
-        pairs.sort_unstable();
-        pairs.dedup();
-        let found = repo::accounts::find_with_sessions(
-            &self.pool,
-            &pairs,
-            self.settings.session_max_lifetime,
-        )
-        .await
-        .ok()?;
-        let mut callers: HashMap<_, _> = pairs.into_iter().map(|p| (p, None)).collect();
-        for (pair, row) in found {
-            callers.insert(pair, Some(row));
-        }
-        Some(Callers(callers))
+        Some(Prepared {
+            callers,
+            refresh_tokens,
+        })
     }
 
     /// Decodes and dispatches a call. A redelivered mutation (its first delivery may have been
     /// applied by a replica that died before acknowledging it) is first looked up by request id.
     /// A failed mutation is looked up too: another delivery of the same message may have
     /// committed meanwhile (either one can win the race), and its reply is the true answer.
-    async fn handle(&self, call: IncomingCall, callers: Option<&Callers>) -> RpcReply {
+    async fn handle(&self, call: IncomingCall, prepared: Option<&Prepared>) -> RpcReply {
         let decoded = match call.request.decode() {
             Ok(c) => c,
             Err(e) => return RpcReply::Error(e),
@@ -502,7 +563,7 @@ impl RpcHandler for AuthService {
             return reply;
         }
         match self
-            .dispatch(decoded, &call.request.context, &call.request_id, callers)
+            .dispatch(decoded, &call.request.context, &call.request_id, prepared)
             .await
         {
             Ok(reply) => reply,

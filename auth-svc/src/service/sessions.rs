@@ -306,7 +306,11 @@ impl AuthService {
         // replace in one statement outside a transaction — two round trips instead of four, no
         // row locks held across them. Everything else (refused, spent, a race lost) is decided
         // under the locks of the locked path.
-        let Some(token) = refresh::peek_presented(&self.pool, &hash).await? else {
+        let peeked = match req.prepared.and_then(|p| p.presented(&hash)) {
+            Some(read_with_batch) => read_with_batch.cloned(),
+            None => refresh::peek_presented(&self.pool, &hash).await?,
+        };
+        let Some(token) = peeked else {
             return Err(unknown_refresh_token());
         };
         if token.used_at.is_none() && !token.disabled && refusal(&token, &self.settings).is_none() {

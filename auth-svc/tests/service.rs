@@ -210,30 +210,37 @@ fn refresh_with(token: &serde_json::Value) -> Call {
     })
 }
 
-/// A batch's refresh tokens are read in one query before its calls run (`prepare`); each
-/// refresh then answers as it would alone — also one whose token was spent after the batch was
-/// read (it takes the locked path and is answered as a retry within the grace window).
+/// A batch's refresh calls are prepared together (`prepare`: their tokens read in one query,
+/// those that can be rotated in one statement); each then answers as it would alone — also a
+/// retry whose token was spent after the batch was read (the locked path: the grace window's
+/// answer), and a token presented twice in one batch (rotated once, no forked session).
 #[tokio::test]
-async fn refreshes_with_tokens_read_for_the_batch_answer_as_refreshes_alone() {
+async fn refreshes_prepared_with_their_batch_answer_as_refreshes_alone() {
     let (db, cleanup) = database().await;
     let shutdown = CancellationToken::new();
     let svc = service_with(&db, &shutdown, cheap_hasher(), Duration::from_secs(30)).await;
     let ann = logged_in(&svc, "ann", "a").await;
     let bob = logged_in(&svc, "bob", "b").await;
+    let cyd = logged_in(&svc, "cyd", "c").await;
     let unknown = serde_json::Value::from("x".repeat(43));
-    let batch: Vec<IncomingCall> = [&ann, &bob]
-        .iter()
+    // cyd's token twice: a client retrying at once, or a stolen copy.
+    let presented = [&ann, &bob, &cyd, &cyd]
         .map(|pair| &pair["refresh_token"])
-        .chain([&unknown])
+        .into_iter()
+        .chain([&unknown]);
+    let batch: Vec<IncomingCall> = presented
         .enumerate()
         .map(|(i, token)| call(&refresh_with(token), &format!("batch-{i}"), false))
         .collect();
-    let requests: Vec<&RpcRequest> = batch.iter().map(|c| &c.request).collect();
-    let prepared = svc.prepare(&requests).await;
-    assert!(
-        prepared.is_some(),
-        "two or more refresh tokens are read together"
+    let calls: Vec<&IncomingCall> = batch.iter().collect();
+    let prepared = svc.prepare(&calls).await;
+    let prepared = prepared.expect("two or more refresh calls are prepared together");
+    assert_eq!(
+        prepared.rotated_together(),
+        2,
+        "ann's and bob's in one statement; cyd's twice-presented token goes alone"
     );
+    let prepared = Some(prepared);
     let mut replies = Vec::new();
     for c in batch {
         replies.push(result(svc.handle(c, prepared.as_ref()).await));
@@ -241,7 +248,12 @@ async fn refreshes_with_tokens_read_for_the_batch_answer_as_refreshes_alone() {
     let ann_next = replies[0].clone().unwrap();
     assert_ne!(ann_next["refresh_token"], ann["refresh_token"]);
     assert!(replies[1].as_ref().unwrap()["access_token"].is_string());
-    assert_eq!(replies[2], Err(ErrorCode::InvalidToken), "no such token");
+    assert_eq!(
+        replies[2], replies[3],
+        "the same token twice: rotated once, the second call is a retry within the grace window"
+    );
+    assert!(replies[2].is_ok());
+    assert_eq!(replies[4], Err(ErrorCode::InvalidToken), "no such token");
     // What was read for the batch still shows ann's token unspent: a retry decides by the
     // database, under its locks.
     let retry = call(&refresh_with(&ann["refresh_token"]), "batch-retry", false);
@@ -250,7 +262,21 @@ async fn refreshes_with_tokens_read_for_the_batch_answer_as_refreshes_alone() {
         again, ann_next,
         "a retry within the grace window gets the same successor"
     );
-    // The successor refreshes as usual, alone.
+    // Each session has one unspent token: the successor, which refreshes as usual.
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let live: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT a.username, count(*) FROM auth.refresh_tokens t
+           JOIN auth.accounts a ON a.id = t.account_id
+          WHERE t.used_at IS NULL GROUP BY a.username ORDER BY a.username",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        live,
+        [("ann".into(), 1), ("bob".into(), 1), ("cyd".into(), 1)]
+    );
+    pool.close().await;
     let next = call(&refresh_with(&ann_next["refresh_token"]), "after", false);
     result(svc.handle(next, None).await).unwrap();
     shutdown.cancel();
@@ -533,8 +559,8 @@ async fn calls_with_prepared_callers_answer_as_calls_alone() {
         .map(|t| as_caller(&Call::GetMe, Some(t)))
         .chain([as_caller(&Call::GetMe, None)])
         .collect();
-    let requests: Vec<&RpcRequest> = batch.iter().map(|c| &c.request).collect();
-    let prepared = svc.prepare(&requests).await;
+    let calls: Vec<&IncomingCall> = batch.iter().collect();
+    let prepared = svc.prepare(&calls).await;
     assert!(
         prepared.is_some(),
         "two or more callers are loaded together"
@@ -568,8 +594,8 @@ async fn calls_with_prepared_callers_answer_as_calls_alone() {
     let one_caller: Vec<IncomingCall> = (0..3)
         .map(|_| as_caller(&Call::GetMe, Some(&access[0])))
         .collect();
-    let requests: Vec<&RpcRequest> = one_caller.iter().map(|c| &c.request).collect();
-    let prepared = svc.prepare(&requests).await;
+    let calls: Vec<&IncomingCall> = one_caller.iter().collect();
+    let prepared = svc.prepare(&calls).await;
     assert!(
         prepared.is_some(),
         "the calls of one caller are loaded together"

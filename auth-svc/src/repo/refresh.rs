@@ -248,3 +248,64 @@ pub(crate) async fn replace_if_live(
     .fetch_one(db)
     .await
 }
+
+/// [`replace_if_live`] for many tokens in one statement: each presented token is spent for its
+/// successor only where it is still unspent, unexpired and its session live. The pairs (spent,
+/// successor) written. Rows are locked in the order of `replacements`.
+pub(crate) async fn replace_many_if_live(
+    db: impl PgExecutor<'_>,
+    replacements: &[Replacement<'_>],
+) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
+    let spent: Vec<Uuid> = replacements.iter().map(|r| r.spent).collect();
+    let successors: Vec<Uuid> = replacements.iter().map(|r| r.successor.id).collect();
+    let accounts: Vec<Uuid> = replacements.iter().map(|r| r.account).collect();
+    let sessions: Vec<Uuid> = replacements.iter().map(|r| r.session).collect();
+    let hashes: Vec<&[u8]> = replacements
+        .iter()
+        .map(|r| r.successor.hash.as_slice())
+        .collect();
+    let expiries: Vec<DateTime<Utc>> = replacements.iter().map(|r| r.expires_at).collect();
+    let sealed: Vec<Option<&[u8]>> = replacements.iter().map(|r| r.successor_sealed).collect();
+    let request_ids: Vec<&str> = replacements.iter().map(|r| r.request_id).collect();
+    let rows = sqlx::query!(
+        r#"WITH input AS (
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bytea[],
+                                  $6::timestamptz[], $7::bytea[], $8::text[])
+                    WITH ORDINALITY
+                    AS i (spent, successor, account, session, hash, expires_at, sealed,
+                          request_id, n)
+         ), spent AS (
+             UPDATE auth.refresh_tokens t
+                SET used_at = now(), replaced_by = i.successor
+               FROM input i
+              WHERE t.id = i.spent AND t.used_at IS NULL AND t.expires_at >= now()
+                AND EXISTS (SELECT 1 FROM auth.sessions s
+                             WHERE s.id = t.family_id AND s.revoked_at IS NULL
+                               FOR SHARE)
+             RETURNING t.id, t.replaced_by
+         ), done AS (
+             SELECT i.* FROM input i
+               JOIN spent ON spent.id = i.spent AND spent.replaced_by = i.successor
+         ), claim AS (
+             INSERT INTO auth.processed_requests (request_id, method)
+             SELECT request_id, 'auth.refresh' FROM done WHERE request_id <> ''
+             ON CONFLICT (request_id) DO NOTHING
+         ), child AS (
+             INSERT INTO auth.refresh_tokens
+                    (id, account_id, family_id, token_hash, expires_at, sealed_pair)
+             SELECT successor, account, session, hash, expires_at, sealed FROM done
+         )
+         SELECT spent AS "spent!", successor AS "successor!" FROM done"#,
+        &spent,
+        &successors,
+        &accounts,
+        &sessions,
+        &hashes as &[&[u8]],
+        &expiries,
+        &sealed as &[Option<&[u8]>],
+        &request_ids as &[&str]
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.spent, r.successor)).collect())
+}

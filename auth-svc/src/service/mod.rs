@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use authstack_bus::{IncomingCall, RpcHandler};
 use authstack_protocol::rpc::{Call, CallContext, RpcReply, RpcRequest};
-use authstack_protocol::{ErrorBody, ErrorCode, Event, EventKind, Revocation};
+use authstack_protocol::{ErrorBody, ErrorCode, Event, EventKind, Revocation, TokenPair};
 use chrono::Utc;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -32,7 +32,7 @@ use crate::repo::accounts::AccountWithSession;
 use crate::repo::refresh::PresentedToken;
 use crate::repo::{self, maintenance, processed};
 use crate::throttle::ThrottlePolicy;
-use crate::tokens::{self, AccessTokenSettings};
+use crate::tokens::AccessTokenSettings;
 
 /// Token and throttling settings of the service.
 #[derive(Debug, Clone)]
@@ -222,31 +222,6 @@ impl AuthService {
             callers.insert(pair, Some(row));
         }
         callers
-    }
-
-    /// The tokens presented to the refresh calls among `requests`, from two such calls on.
-    async fn prepare_refresh(
-        &self,
-        requests: &[&RpcRequest],
-    ) -> Option<HashMap<Vec<u8>, Option<PresentedToken>>> {
-        let mut hashes: Vec<Vec<u8>> = requests
-            .iter()
-            .filter_map(|r| match r.decode() {
-                Ok(Call::Refresh(p)) => Some(tokens::hash_refresh_token(p.refresh_token.expose())),
-                _ => None,
-            })
-            .collect();
-        if hashes.len() < 2 {
-            return None;
-        }
-        hashes.sort_unstable();
-        hashes.dedup();
-        let found = repo::refresh::peek_many(&self.pool, &hashes).await.ok()?;
-        let mut tokens: HashMap<_, _> = hashes.into_iter().map(|h| (h, None)).collect();
-        for (hash, token) in found {
-            tokens.insert(hash, Some(token));
-        }
-        Some(tokens)
     }
 
     /// Dispatches one call.
@@ -510,39 +485,47 @@ pub struct Prepared {
     /// The callers of bearer calls by (account, session): the account and whether the session
     /// is live, or `None` for an account that does not exist.
     callers: HashMap<(Uuid, Uuid), Option<AccountWithSession>>,
-    /// The tokens presented to refresh calls, by hash, as [`repo::refresh::peek_presented`]
-    /// reads them (`None`: no such token); `None` when they were not read.
-    refresh_tokens: Option<HashMap<Vec<u8>, Option<PresentedToken>>>,
+    /// The batch's refresh calls, read and partly rotated together (`None`: not prepared).
+    refresh: Option<sessions::RefreshedTogether>,
 }
 
 impl Prepared {
     /// The presented refresh token hashed `hash`: `None` when it was not read with the batch,
     /// `Some(None)` when there is no such token.
     pub(crate) fn presented(&self, hash: &[u8]) -> Option<Option<&PresentedToken>> {
-        let tokens = self.refresh_tokens.as_ref()?;
+        let tokens = &self.refresh.as_ref()?.tokens;
         Some(tokens.get(hash).and_then(Option::as_ref))
+    }
+
+    /// How many refresh calls of the batch were rotated together, in one statement.
+    pub fn rotated_together(&self) -> usize {
+        self.refresh.as_ref().map_or(0, |r| r.rotated.len())
+    }
+
+    /// The new pair of the refresh call `request_id`, if it was rotated with its batch.
+    pub(crate) fn rotated(&self, request_id: &str) -> Option<&TokenPair> {
+        self.refresh.as_ref()?.rotated.get(request_id)
     }
 }
 
 impl RpcHandler for AuthService {
     type Batch = Prepared;
 
-    /// Reads what the batch's calls need, a query for each kind instead of one per call, from
-    /// two calls of a kind on (whether of one client or several): the bearer calls' callers
-    /// (their access tokens verified here, a cache hit for most: account and session state) and
-    /// the tokens presented to refresh calls. A failed query leaves each call to read its own.
-    async fn prepare(&self, requests: &[&RpcRequest]) -> Option<Prepared> {
-        let (callers, refresh_tokens) = tokio::join!(
-            self.prepare_callers(requests),
-            self.prepare_refresh(requests)
+    /// Does what the batch's calls can share, a statement for each kind instead of one per
+    /// call, from two calls of a kind on (whether of one client or several): reads the bearer
+    /// calls' callers (their access tokens verified here, a cache hit for most: account and
+    /// session state), and reads the refresh calls' presented tokens and rotates those that
+    /// can be together (`refresh_together`). A failed statement leaves each call to do its own.
+    async fn prepare(&self, calls: &[&IncomingCall]) -> Option<Prepared> {
+        let requests: Vec<&RpcRequest> = calls.iter().map(|c| &c.request).collect();
+        let (callers, refresh) = tokio::join!(
+            self.prepare_callers(&requests),
+            self.refresh_together(calls)
         );
-        if callers.is_empty() && refresh_tokens.is_none() {
+        if callers.is_empty() && refresh.is_none() {
             return None;
         }
-        Some(Prepared {
-            callers,
-            refresh_tokens,
-        })
+        Some(Prepared { callers, refresh })
     }
 
     /// Decodes and dispatches a call. A redelivered mutation (its first delivery may have been

@@ -1,8 +1,11 @@
 //! Login, password checks under throttling, refresh-token rotation with reuse detection,
 //! logout and password changes.
 
+use std::collections::{HashMap, HashSet};
+
+use authstack_bus::IncomingCall;
 use authstack_protocol::rpc::{
-    ChangePasswordParams, LoginParams, RefreshTokenParams, RpcReply, Secret,
+    Call, ChangePasswordParams, LoginParams, RefreshTokenParams, RpcReply, Secret,
 };
 use authstack_protocol::{ErrorBody, ErrorCode, Event, EventKind, TokenPair, validate};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -48,6 +51,15 @@ impl Successor {
             request_id,
         }
     }
+}
+
+/// The refresh calls of a batch, prepared together ([`AuthService::refresh_together`]).
+pub(crate) struct RefreshedTogether {
+    /// The presented tokens by hash, as [`refresh::peek_presented`] reads them (`None`: no such
+    /// token).
+    pub tokens: HashMap<Vec<u8>, Option<PresentedToken>>,
+    /// The new pairs of the calls rotated together, by request id.
+    pub rotated: HashMap<String, TokenPair>,
 }
 
 /// Why a presented refresh token is refused before anything else is looked at.
@@ -300,6 +312,9 @@ impl AuthService {
         req: Request<'_>,
     ) -> Result<RpcReply, ServiceError> {
         validate::refresh_token(&p)?;
+        if let Some(pair) = req.prepared.and_then(|b| b.rotated(req.id)) {
+            return Ok(RpcReply::ok(pair));
+        }
         let presented = p.refresh_token.expose();
         let hash = tokens::hash_refresh_token(presented);
         // The fast path, for a live token not spent yet (nearly every refresh): read, sign and
@@ -320,6 +335,92 @@ impl AuthService {
             }
         }
         self.refresh_locked(presented, &hash, req).await
+    }
+
+    /// The refresh calls of a batch (from two on): their presented tokens read in one query,
+    /// and the calls that take the fast path rotated in one statement — what `refresh` would do
+    /// for each, a write each. Only a first delivery with a request id, presenting a token that
+    /// no other call of the batch presents and that is live and unspent, is rotated here; the
+    /// statement writes only where the token is still so when it runs. Every other call, and
+    /// every call of a failed statement, takes `refresh`'s own path (with the tokens read here).
+    pub(super) async fn refresh_together(
+        &self,
+        calls: &[&IncomingCall],
+    ) -> Option<RefreshedTogether> {
+        let presented: Vec<(&IncomingCall, String, Vec<u8>)> = calls
+            .iter()
+            .filter_map(|c| match c.request.decode() {
+                Ok(Call::Refresh(p)) if validate::refresh_token(&p).is_ok() => {
+                    let token = p.refresh_token.expose().to_owned();
+                    let hash = tokens::hash_refresh_token(&token);
+                    Some((*c, token, hash))
+                }
+                _ => None,
+            })
+            .collect();
+        if presented.len() < 2 {
+            return None;
+        }
+        let mut hashes: Vec<Vec<u8>> = presented.iter().map(|(_, _, h)| h.clone()).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        let found = refresh::peek_many(&self.pool, &hashes).await.ok()?;
+        let mut tokens: HashMap<_, _> = hashes.into_iter().map(|h| (h, None)).collect();
+        for (hash, token) in found {
+            tokens.insert(hash, Some(token));
+        }
+        let rotated = self.rotate_together(&presented, &tokens).await;
+        Some(RefreshedTogether { tokens, rotated })
+    }
+
+    /// Rotates the calls of `presented` that may be in one statement; their new pairs by
+    /// request id.
+    async fn rotate_together(
+        &self,
+        presented: &[(&IncomingCall, String, Vec<u8>)],
+        tokens: &HashMap<Vec<u8>, Option<PresentedToken>>,
+    ) -> HashMap<String, TokenPair> {
+        let mut times: HashMap<&[u8], usize> = HashMap::new();
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        for (call, _, hash) in presented {
+            *times.entry(hash.as_slice()).or_default() += 1;
+            *ids.entry(call.request_id.as_str()).or_default() += 1;
+        }
+        let mut successors = Vec::new();
+        for (call, token, hash) in presented {
+            let alone = times[hash.as_slice()] == 1 && ids[call.request_id.as_str()] == 1;
+            if call.redelivered || call.request_id.is_empty() || !alone {
+                continue;
+            }
+            let Some(Some(found)) = tokens.get(hash) else {
+                continue;
+            };
+            if found.used_at.is_some() || found.disabled || refusal(found, &self.settings).is_some()
+            {
+                continue;
+            }
+            if let Ok(next) = self.successor(token, found) {
+                successors.push((call.request_id.as_str(), found, next));
+            }
+        }
+        if successors.len() < 2 {
+            return HashMap::new();
+        }
+        // One order for every replica's statements: rows are locked in it.
+        successors.sort_unstable_by_key(|(_, found, _)| found.id);
+        let replacements: Vec<Replacement<'_>> = successors
+            .iter()
+            .map(|(id, found, next)| next.replacing(found, id))
+            .collect();
+        let Ok(written) = refresh::replace_many_if_live(&self.pool, &replacements).await else {
+            return HashMap::new();
+        };
+        let written: HashSet<(Uuid, Uuid)> = written.into_iter().collect();
+        successors
+            .into_iter()
+            .filter(|(_, found, next)| written.contains(&(found.id, next.stored.id)))
+            .map(|(id, _, next)| (id.to_owned(), next.pair))
+            .collect()
     }
 
     /// A refresh decided with the presented token and its session locked: refusals, a retry

@@ -66,7 +66,7 @@ pub trait RpcHandler: Send + Sync + 'static {
     /// one query for what they all need instead of one per call. `None`: nothing shared.
     fn prepare(
         &self,
-        _requests: &[&RpcRequest],
+        _calls: &[&IncomingCall],
     ) -> impl Future<Output = Option<Self::Batch>> + Send {
         async { None }
     }
@@ -398,15 +398,8 @@ async fn process<H: RpcHandler>(
             .as_ref()
             .map(|m| m.as_str().to_owned())
             .unwrap_or_default();
-        match worker
-            .answer(
-                serde_json::from_slice(&delivery.data),
-                request_id,
-                message_deadline(props),
-                None,
-            )
-            .await
-        {
+        let call = worker.incoming(serde_json::from_slice(&delivery.data), request_id);
+        match worker.answer(call, message_deadline(props), None).await {
             Some(reply) => {
                 let correlation_id = props
                     .correlation_id()
@@ -442,13 +435,25 @@ impl<H> Clone for Worker<'_, H> {
 impl<H> Copy for Worker<'_, H> {}
 
 impl<H: RpcHandler> Worker<'_, H> {
+    /// A decoded request as the handler sees it.
+    fn incoming(
+        self,
+        request: serde_json::Result<RpcRequest>,
+        request_id: String,
+    ) -> serde_json::Result<IncomingCall> {
+        request.map(|request| IncomingCall {
+            request,
+            request_id,
+            redelivered: self.redelivered,
+        })
+    }
+
     /// Waits for a permit, then lets the handler answer the call (or refuses its undecodable
     /// request). A call whose
     /// deadline passed meanwhile is dropped unanswered (`None`): nobody waits for it any more.
     async fn answer(
         self,
-        request: serde_json::Result<RpcRequest>,
-        request_id: String,
+        call: serde_json::Result<IncomingCall>,
         deadline_ms: Option<i64>,
         batch: Option<&H::Batch>,
     ) -> Option<RpcReply> {
@@ -460,20 +465,15 @@ impl<H: RpcHandler> Worker<'_, H> {
             return None;
         }
         let started = Instant::now();
-        let (method, reply) = match request {
-            Ok(request) => {
-                let method = request.method.clone();
+        let (method, reply) = match call {
+            Ok(call) => {
+                let method = call.request.method.clone();
                 // Every log line of the call names the HTTP request id the gateway assigned.
                 let span = tracing::info_span!(
                     "call",
-                    request_id = %request.context.request_id,
-                    method = %request.method,
+                    request_id = %call.request.context.request_id,
+                    method = %call.request.method,
                 );
-                let call = IncomingCall {
-                    request,
-                    request_id,
-                    redelivered: self.redelivered,
-                };
                 (
                     method,
                     self.handler.handle(call, batch).instrument(span).await,
@@ -524,10 +524,14 @@ async fn answer_batch<H: RpcHandler>(
         })
         .map(|call| {
             let request = serde_json::from_str::<RpcRequest>(call.request.get());
-            (call, request)
+            let incoming = worker.incoming(request, call.message_id);
+            (call.correlation_id, call.deadline_ms, incoming)
         })
         .collect();
-    let decoded: Vec<&RpcRequest> = calls.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+    let decoded: Vec<&IncomingCall> = calls
+        .iter()
+        .filter_map(|(_, _, c)| c.as_ref().ok())
+        .collect();
     let prepared = if decoded.len() > 1 {
         worker.handler.prepare(&decoded).await
     } else {
@@ -536,11 +540,9 @@ async fn answer_batch<H: RpcHandler>(
     let prepared = prepared.as_ref();
     let mut calls: FuturesUnordered<_> = calls
         .into_iter()
-        .map(|(call, request)| async move {
-            let reply = worker
-                .answer(request, call.message_id, Some(call.deadline_ms), prepared)
-                .await;
-            (Some(call.correlation_id), reply)
+        .map(|(correlation_id, deadline_ms, call)| async move {
+            let reply = worker.answer(call, Some(deadline_ms), prepared).await;
+            (Some(correlation_id), reply)
         })
         .collect();
     let mut published = true;

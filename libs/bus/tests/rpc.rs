@@ -104,8 +104,8 @@ impl Recorder {
 impl RpcHandler for Recorder {
     type Batch = ();
 
-    async fn prepare(&self, requests: &[&RpcRequest]) -> Option<()> {
-        self.batches.lock().unwrap().push(requests.len());
+    async fn prepare(&self, calls: &[&IncomingCall]) -> Option<()> {
+        self.batches.lock().unwrap().push(calls.len());
         None
     }
 

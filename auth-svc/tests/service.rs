@@ -283,6 +283,102 @@ async fn refreshes_prepared_with_their_batch_answer_as_refreshes_alone() {
     cleanup.run().await;
 }
 
+/// The batch's write re-checks each session under its lock: a session revoked while the
+/// statement waits for it gets no successor, and the batch's other refreshes go through.
+#[tokio::test]
+async fn a_session_revoked_while_the_batch_write_waits_gets_no_successor() {
+    let (db, cleanup) = database().await;
+    let shutdown = CancellationToken::new();
+    let svc = service_with(&db, &shutdown, cheap_hasher(), Duration::from_secs(30)).await;
+    let ann = logged_in(&svc, "ann", "a").await;
+    let bob = logged_in(&svc, "bob", "b").await;
+    let batch: Vec<IncomingCall> = [&ann, &bob]
+        .iter()
+        .enumerate()
+        .map(|(i, pair)| {
+            call(
+                &refresh_with(&pair["refresh_token"]),
+                &format!("w-{i}"),
+                false,
+            )
+        })
+        .collect();
+    // A revocation of ann's session under way: its row locked.
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let mut revoking = pool.begin().await.unwrap();
+    sqlx::query(
+        "SELECT s.id FROM auth.sessions s JOIN auth.accounts a ON a.id = s.account_id
+          WHERE a.username = 'ann' FOR UPDATE OF s",
+    )
+    .fetch_all(&mut *revoking)
+    .await
+    .unwrap();
+    let prepared = tokio::spawn({
+        let svc = svc.clone();
+        let calls: Vec<IncomingCall> = batch
+            .iter()
+            .map(|c| {
+                call(
+                    &refresh_with(&c.request.params["refresh_token"]),
+                    &c.request_id,
+                    false,
+                )
+            })
+            .collect();
+        async move {
+            let calls: Vec<&IncomingCall> = calls.iter().collect();
+            svc.prepare(&calls).await
+        }
+    });
+    // The batch's statement waits for ann's session.
+    let mut waiting = 0;
+    for _ in 0..200 {
+        waiting = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(waiting, 1, "the batch's write waits for the locked session");
+    sqlx::query(
+        "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = 'logout'
+          WHERE account_id = (SELECT id FROM auth.accounts WHERE username = 'ann')",
+    )
+    .execute(&mut *revoking)
+    .await
+    .unwrap();
+    revoking.commit().await.unwrap();
+    let prepared = prepared.await.unwrap().expect("prepared");
+    assert_eq!(prepared.rotated_together(), 1, "bob's only");
+    let mut replies = Vec::new();
+    for c in batch {
+        replies.push(result(svc.handle(c, Some(&prepared)).await));
+    }
+    assert_eq!(
+        replies[0],
+        Err(ErrorCode::InvalidToken),
+        "ann's session is revoked"
+    );
+    assert!(replies[1].is_ok());
+    let ann_tokens: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM auth.refresh_tokens t JOIN auth.accounts a ON a.id = t.account_id
+          WHERE a.username = 'ann'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(ann_tokens, 1, "no successor in the revoked session");
+    pool.close().await;
+    shutdown.cancel();
+    cleanup.run().await;
+}
+
 #[tokio::test]
 async fn a_redelivered_refresh_rotates_once_and_is_not_taken_for_reuse() {
     let (db, cleanup) = database().await;

@@ -27,7 +27,6 @@ pub(crate) struct Replacement<'a> {
 }
 
 /// A presented refresh token, locked with its session, and its account.
-#[derive(Clone)]
 pub(crate) struct PresentedToken {
     pub id: Uuid,
     pub account_id: Uuid,
@@ -250,8 +249,8 @@ pub(crate) async fn replace_if_live(
 }
 
 /// [`replace_if_live`] for many tokens in one statement: each presented token is spent for its
-/// successor only where it is still unspent, unexpired and its session live. The pairs (spent,
-/// successor) written. Rows are locked in the order of `replacements`.
+/// successor only where it is still unspent, unexpired and its session live (share-locked, as
+/// there). The pairs (spent, successor) written.
 pub(crate) async fn replace_many_if_live(
     db: impl PgExecutor<'_>,
     replacements: &[Replacement<'_>],

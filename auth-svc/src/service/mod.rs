@@ -29,7 +29,6 @@ use crate::passwords::{HashError, PasswordHasherPool};
 use crate::policy::Policy;
 pub(crate) use crate::repo::accounts::AccountRow;
 use crate::repo::accounts::AccountWithSession;
-use crate::repo::refresh::PresentedToken;
 use crate::repo::{self, maintenance, processed};
 use crate::throttle::ThrottlePolicy;
 use crate::tokens::AccessTokenSettings;
@@ -485,26 +484,19 @@ pub struct Prepared {
     /// The callers of bearer calls by (account, session): the account and whether the session
     /// is live, or `None` for an account that does not exist.
     callers: HashMap<(Uuid, Uuid), Option<AccountWithSession>>,
-    /// The batch's refresh calls, read and partly rotated together (`None`: not prepared).
+    /// The batch's refresh calls rotated together (`None`: not prepared).
     refresh: Option<sessions::RefreshedTogether>,
 }
 
 impl Prepared {
-    /// The presented refresh token hashed `hash`: `None` when it was not read with the batch,
-    /// `Some(None)` when there is no such token.
-    pub(crate) fn presented(&self, hash: &[u8]) -> Option<Option<&PresentedToken>> {
-        let tokens = &self.refresh.as_ref()?.tokens;
-        Some(tokens.get(hash).and_then(Option::as_ref))
+    /// The new pair of the refresh call `request_id`, if it was rotated with its batch.
+    pub(crate) fn rotated(&self, request_id: &str) -> Option<&TokenPair> {
+        self.refresh.as_ref()?.rotated.get(request_id)
     }
 
     /// How many refresh calls of the batch were rotated together, in one statement.
     pub fn rotated_together(&self) -> usize {
         self.refresh.as_ref().map_or(0, |r| r.rotated.len())
-    }
-
-    /// The new pair of the refresh call `request_id`, if it was rotated with its batch.
-    pub(crate) fn rotated(&self, request_id: &str) -> Option<&TokenPair> {
-        self.refresh.as_ref()?.rotated.get(request_id)
     }
 }
 
@@ -514,8 +506,13 @@ impl RpcHandler for AuthService {
     /// Does what the batch's calls can share, a statement for each kind instead of one per
     /// call, from two calls of a kind on (whether of one client or several): reads the bearer
     /// calls' callers (their access tokens verified here, a cache hit for most: account and
-    /// session state), and reads the refresh calls' presented tokens and rotates those that
-    /// can be together (`refresh_together`). A failed statement leaves each call to do its own.
+    /// session state), and rotates the refresh calls that can be in one statement
+    /// (`refresh_together`). A failed statement leaves each call to do its own.
+    /// A refresh call rotated together with its batch is answered even past its deadline.
+    fn applied_in_prepare(&self, prepared: &Prepared, call: &IncomingCall) -> bool {
+        prepared.rotated(&call.request_id).is_some()
+    }
+
     async fn prepare(&self, calls: &[&IncomingCall]) -> Option<Prepared> {
         let requests: Vec<&RpcRequest> = calls.iter().map(|c| &c.request).collect();
         let (callers, refresh) = tokio::join!(

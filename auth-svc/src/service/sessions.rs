@@ -55,9 +55,6 @@ impl Successor {
 
 /// The refresh calls of a batch, prepared together ([`AuthService::refresh_together`]).
 pub(crate) struct RefreshedTogether {
-    /// The presented tokens by hash, as [`refresh::peek_presented`] reads them (`None`: no such
-    /// token).
-    pub tokens: HashMap<Vec<u8>, Option<PresentedToken>>,
     /// The new pairs of the calls rotated together, by request id.
     pub rotated: HashMap<String, TokenPair>,
 }
@@ -321,11 +318,7 @@ impl AuthService {
         // replace in one statement outside a transaction — two round trips instead of four, no
         // row locks held across them. Everything else (refused, spent, a race lost) is decided
         // under the locks of the locked path.
-        let peeked = match req.prepared.and_then(|p| p.presented(&hash)) {
-            Some(read_with_batch) => read_with_batch.cloned(),
-            None => refresh::peek_presented(&self.pool, &hash).await?,
-        };
-        let Some(token) = peeked else {
+        let Some(token) = refresh::peek_presented(&self.pool, &hash).await? else {
             return Err(unknown_refresh_token());
         };
         if token.used_at.is_none() && !token.disabled && refusal(&token, &self.settings).is_none() {
@@ -338,11 +331,12 @@ impl AuthService {
     }
 
     /// The refresh calls of a batch (from two on): their presented tokens read in one query,
-    /// and the calls that take the fast path rotated in one statement — what `refresh` would do
-    /// for each, a write each. Only a first delivery with a request id, presenting a token that
-    /// no other call of the batch presents and that is live and unspent, is rotated here; the
-    /// statement writes only where the token is still so when it runs. Every other call, and
-    /// every call of a failed statement, takes `refresh`'s own path (with the tokens read here).
+    /// and those that would take the fast path rotated in one statement — what `refresh` does
+    /// for each with a read and a write. Only a first delivery with a request id, presenting a
+    /// live, unspent token that no other call of the batch presents, for an account no other
+    /// rotated call is for, is rotated here; the statement writes only where the token is
+    /// still unspent and its session live when it runs. Every other call, and every call of a
+    /// failed statement, takes `refresh`'s own path, reading afresh.
     pub(super) async fn refresh_together(
         &self,
         calls: &[&IncomingCall],
@@ -364,13 +358,13 @@ impl AuthService {
         let mut hashes: Vec<Vec<u8>> = presented.iter().map(|(_, _, h)| h.clone()).collect();
         hashes.sort_unstable();
         hashes.dedup();
-        let found = refresh::peek_many(&self.pool, &hashes).await.ok()?;
-        let mut tokens: HashMap<_, _> = hashes.into_iter().map(|h| (h, None)).collect();
-        for (hash, token) in found {
-            tokens.insert(hash, Some(token));
-        }
+        let tokens: HashMap<Vec<u8>, PresentedToken> = refresh::peek_many(&self.pool, &hashes)
+            .await
+            .ok()?
+            .into_iter()
+            .collect();
         let rotated = self.rotate_together(&presented, &tokens).await;
-        Some(RefreshedTogether { tokens, rotated })
+        Some(RefreshedTogether { rotated })
     }
 
     /// Rotates the calls of `presented` that may be in one statement; their new pairs by
@@ -378,7 +372,7 @@ impl AuthService {
     async fn rotate_together(
         &self,
         presented: &[(&IncomingCall, String, Vec<u8>)],
-        tokens: &HashMap<Vec<u8>, Option<PresentedToken>>,
+        tokens: &HashMap<Vec<u8>, PresentedToken>,
     ) -> HashMap<String, TokenPair> {
         let mut times: HashMap<&[u8], usize> = HashMap::new();
         let mut ids: HashMap<&str, usize> = HashMap::new();
@@ -386,17 +380,23 @@ impl AuthService {
             *times.entry(hash.as_slice()).or_default() += 1;
             *ids.entry(call.request_id.as_str()).or_default() += 1;
         }
+        // One call per account: the statement then share-locks at most one session of each
+        // account, so it cannot deadlock with a revocation of an account's sessions.
+        let mut accounts = HashSet::new();
         let mut successors = Vec::new();
         for (call, token, hash) in presented {
             let alone = times[hash.as_slice()] == 1 && ids[call.request_id.as_str()] == 1;
             if call.redelivered || call.request_id.is_empty() || !alone {
                 continue;
             }
-            let Some(Some(found)) = tokens.get(hash) else {
+            let Some(found) = tokens.get(hash) else {
                 continue;
             };
             if found.used_at.is_some() || found.disabled || refusal(found, &self.settings).is_some()
             {
+                continue;
+            }
+            if !accounts.insert(found.account_id) {
                 continue;
             }
             if let Ok(next) = self.successor(token, found) {
@@ -406,7 +406,8 @@ impl AuthService {
         if successors.len() < 2 {
             return HashMap::new();
         }
-        // One order for every replica's statements: rows are locked in it.
+        // The same order in every replica's statements (the plan usually locks rows in it; a
+        // deadlock fails the statement, and its calls take the single path).
         successors.sort_unstable_by_key(|(_, found, _)| found.id);
         let replacements: Vec<Replacement<'_>> = successors
             .iter()

@@ -65,7 +65,7 @@ pub const DEFAULT_MAX_LINGER: Duration = Duration::from_millis(1);
 ///
 /// Every call waiting when the publisher runs goes out in one message, up to `max_calls`.
 /// While `max_messages_in_flight` messages are unanswered, the publisher holds the next call
-/// back until one of them is answered, `max_calls` are waiting or `max_linger` passed:
+/// back until one of them is answered or `max_linger` passed (up to `max_calls` then leave):
 /// under load calls then travel in fewer, fuller messages (the broker's, the AMQP clients' and
 /// auth-svc's costs are per message), while a call on an idle client leaves at once.
 #[derive(Debug, Clone, Copy)]
@@ -373,8 +373,9 @@ impl RpcClient {
     }
 
     /// Under load, holds a call back while the window of messages in flight is full: calls
-    /// arriving meanwhile join its message. Waits until a message is answered, the batch is
-    /// full or the linger time passed, whichever comes first.
+    /// arriving meanwhile join its message. Waits until a message is answered or the linger
+    /// time passed, whichever comes first; a batch found full when the publisher wakes leaves
+    /// then.
     async fn await_window(&self, calls: &mut mpsc::UnboundedReceiver<Outgoing>) {
         let config = &self.inner.config;
         let window = &self.inner.window;
@@ -590,8 +591,10 @@ impl RpcClient {
             deadline_ms,
             timeout,
         };
+        // A caller that stops waiting (its client went away) takes its entry with it, and with
+        // it its message's place in the window.
+        let _waiting = ForgetOnDrop { client: self, id };
         if outbox.send(call).is_err() {
-            self.forget(id);
             return Err(unavailable("could not publish the request to the broker"));
         }
         let remaining = timeout.saturating_sub(start.elapsed());
@@ -604,19 +607,30 @@ impl RpcClient {
                 )),
             },
             Ok(Err(_)) => Err(unavailable("the connection to the broker was lost")),
-            Err(_) => {
-                self.forget(id);
-                Err(ErrorBody::new(
-                    ErrorCode::RpcTimeout,
-                    format!("auth-svc did not answer within {} ms", timeout.as_millis()),
-                ))
-            }
+            Err(_) => Err(ErrorBody::new(
+                ErrorCode::RpcTimeout,
+                format!("auth-svc did not answer within {} ms", timeout.as_millis()),
+            )),
         }
     }
 
+    /// Drops the entry of a call nobody waits for any more.
     fn forget(&self, id: u64) {
         if let Ok(mut pending) = self.inner.pending.lock() {
             pending.remove(&id);
         }
+    }
+}
+
+/// Forgets a call when its caller stops waiting, however it stops (answered, timed out, or
+/// its future dropped).
+struct ForgetOnDrop<'a> {
+    client: &'a RpcClient,
+    id: u64,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.client.forget(self.id);
     }
 }

@@ -71,6 +71,13 @@ pub trait RpcHandler: Send + Sync + 'static {
         async { None }
     }
 
+    /// Whether [`RpcHandler::prepare`] already applied `call` (its reply is ready in `batch`).
+    /// Such a call is answered at once, without waiting for a permit and even past its
+    /// deadline: what was applied must reach the caller if it still waits.
+    fn applied_in_prepare(&self, _batch: &Self::Batch, _call: &IncomingCall) -> bool {
+        false
+    }
+
     /// Handles one call and returns its reply; `batch` is what [`RpcHandler::prepare`] loaded for
     /// the call's batch (`None` for a call that came alone).
     fn handle(
@@ -449,21 +456,30 @@ impl<H: RpcHandler> Worker<'_, H> {
     }
 
     /// Waits for a permit, then lets the handler answer the call (or refuses its undecodable
-    /// request). A call whose
-    /// deadline passed meanwhile is dropped unanswered (`None`): nobody waits for it any more.
+    /// request). A call whose deadline passed meanwhile is dropped unanswered (`None`): nobody
+    /// waits for it any more. A call the batch's `prepare` applied is answered at once.
     async fn answer(
         self,
         call: serde_json::Result<IncomingCall>,
         deadline_ms: Option<i64>,
         batch: Option<&H::Batch>,
     ) -> Option<RpcReply> {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return None;
+        let applied = match (&call, batch) {
+            (Ok(call), Some(batch)) => self.handler.applied_in_prepare(batch, call),
+            _ => false,
         };
-        if deadline_ms.is_some_and(|d| now_ms() > d) {
-            metrics::counter!("authstack_rpc_server_expired_total").increment(1);
-            return None;
-        }
+        let _permit = if applied {
+            None
+        } else {
+            let Ok(permit) = self.permits.acquire().await else {
+                return None;
+            };
+            if deadline_ms.is_some_and(|d| now_ms() > d) {
+                metrics::counter!("authstack_rpc_server_expired_total").increment(1);
+                return None;
+            }
+            Some(permit)
+        };
         let started = Instant::now();
         let (method, reply) = match call {
             Ok(call) => {

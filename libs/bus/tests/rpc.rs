@@ -58,13 +58,23 @@ fn server<H: RpcHandler>(
     handler: Arc<H>,
     shutdown: &CancellationToken,
 ) -> RpcServer {
+    server_with(url, queue, handler, 16, shutdown)
+}
+
+fn server_with<H: RpcHandler>(
+    url: &str,
+    queue: &Names,
+    handler: Arc<H>,
+    prefetch: u16,
+    shutdown: &CancellationToken,
+) -> RpcServer {
     let (server, run) = RpcServer::start(
         RpcServerConfig {
             url: url.into(),
             names: queue.clone(),
             max_message_bytes: 64 * 1024,
             connection_name: "test-server".into(),
-            prefetch: 16,
+            prefetch,
         },
         handler,
         shutdown.clone(),
@@ -106,7 +116,12 @@ impl RpcHandler for Recorder {
 
     async fn prepare(&self, calls: &[&IncomingCall]) -> Option<()> {
         self.batches.lock().unwrap().push(calls.len());
-        None
+        Some(())
+    }
+
+    /// Calls whose request id starts with `applied` count as applied by `prepare`.
+    fn applied_in_prepare(&self, _: &(), call: &IncomingCall) -> bool {
+        call.request.context.request_id.starts_with("applied")
     }
 
     async fn handle(&self, call: IncomingCall, _: Option<&()>) -> RpcReply {
@@ -768,6 +783,126 @@ async fn a_slow_call_holds_others_back_no_longer_than_the_linger() {
     );
     slow.await.unwrap().unwrap();
     assert_eq!(client.in_flight(), 0);
+    shutdown.cancel();
+    delete_queue(&queue).await;
+}
+
+#[tokio::test]
+async fn a_caller_that_stops_waiting_leaves_nothing_behind() {
+    let queue = unique_names();
+    let shutdown = CancellationToken::new();
+    server(&amqp_url(), &queue, echo(1, 500), &shutdown);
+    let client = client(&amqp_url(), &queue, &shutdown);
+    ready(&client).await;
+    let given_up = request("given-up");
+    let call = client.call(&given_up, Duration::from_secs(5));
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), call).await;
+    assert!(gave_up.is_err(), "the call was still waiting when dropped");
+    assert_eq!(
+        client.in_flight(),
+        0,
+        "its entry, and its message's place in the window, went with it"
+    );
+    shutdown.cancel();
+    delete_queue(&queue).await;
+}
+
+/// A call the batch's `prepare` applied is answered even when its deadline passes while the
+/// replica's permits are taken: what was applied reaches its caller. Another call of the same
+/// batch, not applied, is dropped as before.
+#[tokio::test]
+async fn a_call_applied_in_prepare_is_answered_past_its_deadline() {
+    use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+    let queue = unique_names();
+    let shutdown = CancellationToken::new();
+    // One permit, held 1.5 s by the slow call.
+    let replica = Recorder::new(0, 1_500);
+    let server = server_with(&amqp_url(), &queue, replica.clone(), 1, &shutdown);
+    assert!(eventually(10, || server.is_consuming()).await);
+    let conn = lapin::Connection::connect(&amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    let reply_queue = channel
+        .queue_declare("".into(), exclusive, FieldTable::default())
+        .await
+        .unwrap();
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    let mut replies = channel
+        .basic_consume(
+            reply_queue.name().clone(),
+            "".into(),
+            no_ack,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let call = |id: &str, deadline_ms: i64| json!({"correlation_id": id, "message_id": format!("m-{id}"), "deadline_ms": deadline_ms, "request": {"method": "users.get_me", "context": {"request_id": id}}});
+    let batch = json!({"calls": [
+        call("slow", now_ms + 10_000),
+        call("applied", now_ms + 400),
+        call("plain", now_ms + 400),
+    ]});
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "x-deadline-ms".into(),
+        AMQPValue::LongLongInt(now_ms + 10_000),
+    );
+    let props = lapin::BasicProperties::default()
+        .with_type("batch".into())
+        .with_reply_to(reply_queue.name().clone())
+        .with_headers(headers);
+    channel
+        .basic_publish(
+            queue.rpc_exchange.as_str().into(),
+            queue.rpc_queue.as_str().into(),
+            BasicPublishOptions::default(),
+            &serde_json::to_vec(&batch).unwrap(),
+            props,
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let d = tokio::time::timeout(Duration::from_secs(5), replies.next())
+            .await
+            .expect("replies to the slow and the applied call")
+            .unwrap()
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
+        match d.properties.kind().as_ref().map(|k| k.as_str()) {
+            Some("batch") => got.extend(
+                body["replies"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["correlation_id"].as_str().unwrap().to_owned()),
+            ),
+            _ => got.push(d.properties.correlation_id().clone().unwrap().to_string()),
+        }
+    }
+    assert_eq!(
+        got,
+        ["applied", "slow"],
+        "the applied call did not wait for the permit"
+    );
+    assert!(
+        replica.arrived("plain").is_none(),
+        "the plain call expired waiting"
+    );
     shutdown.cancel();
     delete_queue(&queue).await;
 }

@@ -198,7 +198,8 @@ T = json.load(open("bench/targets.json"))
 def fmt(r): return f'{r["rps"]:>10.0f} {r["p50_ms"]:>8.2f} {r["p99_ms"]:>8.2f} {r["failed"]:>7}'
 def opened(name):
     o = rows[name]
-    return f'{"":<28} {"open loop at " + str(int(o["target_rps"])) + "/s":>10} {o["p50_ms"]:>8.2f} {o["p99_ms"]:>8.2f} {o["failed"]:>7}   (oha, latency-corrected)'
+    failures = f' failed: {o["failures"]}' if o.get("failures") else ""
+    return f'{"":<28} {"open loop at " + str(int(o["target_rps"])) + "/s":>10} {o["p50_ms"]:>8.2f} {o["p99_ms"]:>8.2f} {o["failed"]:>7}   (oha, latency-corrected){failures}'
 print()
 print(f'{"path (wrk closed loop)":<28} {"req/s":>10} {"p50 ms":>8} {"p99 ms":>8} {"failed":>7}   target')
 print(f'{"hyper hello-world (baseline)":<28} {fmt(hello)}')

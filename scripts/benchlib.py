@@ -191,8 +191,9 @@ def oha(url, *, rate, duration, connections=32, method="GET", headers=(), body=N
     errors = {k: n for k, n in r.get("errorDistribution", {}).items() if "aborted due to deadline" not in k}
     total = sum(codes.values()) + sum(errors.values())
     seconds = summary.get("total") or duration
+    failures = {**{code: n for code, n in codes.items() if not code.startswith("2")}, **errors}
     return {"tool": "oha", "target_rps": rate, "requests": total, "rps": ok / seconds,
-            "failed": total - ok, "p50_ms": pct.get("p50", 0) * 1000,
+            "failed": total - ok, "failures": failures, "p50_ms": pct.get("p50", 0) * 1000,
             "p90_ms": pct.get("p90", 0) * 1000, "p99_ms": pct.get("p99", 0) * 1000,
             "max_ms": (summary.get("slowest") or 0) * 1000, "seconds": seconds, "loadgen_cpu_s": cpu}
 

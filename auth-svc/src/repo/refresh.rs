@@ -71,20 +71,8 @@ pub(crate) async fn peek_presented(
     db: impl PgExecutor<'_>,
     hash: &[u8],
 ) -> sqlx::Result<Option<PresentedToken>> {
-    sqlx::query_as!(
-        PresentedToken,
-        r#"SELECT t.id, t.account_id, t.family_id, t.expires_at, t.used_at,
-                  s.created_at AS session_created_at,
-                  s.revoked_at IS NOT NULL AS "session_revoked!",
-                  a.roles, a.disabled, now() AS "now!"
-             FROM auth.refresh_tokens t
-             JOIN auth.sessions s ON s.id = t.family_id
-             JOIN auth.accounts a ON a.id = t.account_id
-            WHERE t.token_hash = $1"#,
-        hash
-    )
-    .fetch_optional(db)
-    .await
+    let found = peek_many(db, &[hash.to_vec()]).await?;
+    Ok(found.into_iter().next().map(|(_, token)| token))
 }
 
 /// [`peek_presented`] for many hashes in one query: the tokens found, each with its hash.

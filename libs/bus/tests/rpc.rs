@@ -812,88 +812,27 @@ async fn a_caller_that_stops_waiting_leaves_nothing_behind() {
 /// batch, not applied, is dropped as before.
 #[tokio::test]
 async fn a_call_applied_in_prepare_is_answered_past_its_deadline() {
-    use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
-    use lapin::types::{AMQPValue, FieldTable};
     let queue = unique_names();
     let shutdown = CancellationToken::new();
     // One permit, held 1.5 s by the slow call.
     let replica = Recorder::new(0, 1_500);
     let server = server_with(&amqp_url(), &queue, replica.clone(), 1, &shutdown);
     assert!(eventually(10, || server.is_consuming()).await);
-    let conn = lapin::Connection::connect(&amqp_url(), Default::default())
+    let mut requester = RawRequester::connect().await;
+    let now = now_ms();
+    let get_me = |id: &str| json!({"method": "users.get_me", "context": {"request_id": id}});
+    let calls = [
+        batched_call("slow", now + 10_000, get_me("slow")),
+        batched_call("applied", now + 400, get_me("applied")),
+        batched_call("plain", now + 400, get_me("plain")),
+    ];
+    requester.publish_batch(&queue, &calls, now + 10_000).await;
+    let got: Vec<String> = requester
+        .replies(2)
         .await
-        .unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    let exclusive = QueueDeclareOptions {
-        exclusive: true,
-        auto_delete: true,
-        ..Default::default()
-    };
-    let reply_queue = channel
-        .queue_declare("".into(), exclusive, FieldTable::default())
-        .await
-        .unwrap();
-    let no_ack = BasicConsumeOptions {
-        no_ack: true,
-        ..Default::default()
-    };
-    let mut replies = channel
-        .basic_consume(
-            reply_queue.name().clone(),
-            "".into(),
-            no_ack,
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let call = |id: &str, deadline_ms: i64| json!({"correlation_id": id, "message_id": format!("m-{id}"), "deadline_ms": deadline_ms, "request": {"method": "users.get_me", "context": {"request_id": id}}});
-    let batch = json!({"calls": [
-        call("slow", now_ms + 10_000),
-        call("applied", now_ms + 400),
-        call("plain", now_ms + 400),
-    ]});
-    let mut headers = FieldTable::default();
-    headers.insert(
-        "x-deadline-ms".into(),
-        AMQPValue::LongLongInt(now_ms + 10_000),
-    );
-    let props = lapin::BasicProperties::default()
-        .with_type("batch".into())
-        .with_reply_to(reply_queue.name().clone())
-        .with_headers(headers);
-    channel
-        .basic_publish(
-            queue.rpc_exchange.as_str().into(),
-            queue.rpc_queue.as_str().into(),
-            BasicPublishOptions::default(),
-            &serde_json::to_vec(&batch).unwrap(),
-            props,
-        )
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    while got.len() < 2 {
-        let d = tokio::time::timeout(Duration::from_secs(5), replies.next())
-            .await
-            .expect("replies to the slow and the applied call")
-            .unwrap()
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
-        match d.properties.kind().as_ref().map(|k| k.as_str()) {
-            Some("batch") => got.extend(
-                body["replies"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|r| r["correlation_id"].as_str().unwrap().to_owned()),
-            ),
-            _ => got.push(d.properties.correlation_id().clone().unwrap().to_string()),
-        }
-    }
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
     assert_eq!(
         got,
         ["applied", "slow"],
@@ -907,99 +846,149 @@ async fn a_call_applied_in_prepare_is_answered_past_its_deadline() {
     delete_queue(&queue).await;
 }
 
+/// Publishes batch messages to the RPC exchange as a gateway would, with a reply queue of its
+/// own, and reads the replies.
+struct RawRequester {
+    _conn: lapin::Connection,
+    channel: lapin::Channel,
+    reply_queue: String,
+    replies: lapin::Consumer,
+}
+
+impl RawRequester {
+    async fn connect() -> Self {
+        use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        let conn = lapin::Connection::connect(&amqp_url(), Default::default())
+            .await
+            .unwrap();
+        let channel = conn.create_channel().await.unwrap();
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        let reply_queue = channel
+            .queue_declare("".into(), exclusive, FieldTable::default())
+            .await
+            .unwrap();
+        let no_ack = BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        };
+        let replies = channel
+            .basic_consume(
+                reply_queue.name().clone(),
+                "".into(),
+                no_ack,
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        RawRequester {
+            _conn: conn,
+            channel,
+            reply_queue: reply_queue.name().to_string(),
+            replies,
+        }
+    }
+
+    /// One message of type `batch` carrying `calls`, expiring at `deadline_ms`.
+    async fn publish_batch(&self, names: &Names, calls: &[serde_json::Value], deadline_ms: i64) {
+        use lapin::options::BasicPublishOptions;
+        use lapin::types::{AMQPValue, FieldTable};
+        let mut headers = FieldTable::default();
+        headers.insert("x-deadline-ms".into(), AMQPValue::LongLongInt(deadline_ms));
+        let props = lapin::BasicProperties::default()
+            .with_type("batch".into())
+            .with_reply_to(self.reply_queue.as_str().into())
+            .with_headers(headers);
+        self.channel
+            .basic_publish(
+                names.rpc_exchange.as_str().into(),
+                names.rpc_queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &serde_json::to_vec(&json!({ "calls": calls })).unwrap(),
+                props,
+            )
+            .await
+            .unwrap();
+    }
+
+    /// The next `n` replies, alone or in `batch` messages, as (correlation id, reply) in the
+    /// order they came.
+    async fn replies(&mut self, n: usize) -> Vec<(String, serde_json::Value)> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            let d = tokio::time::timeout(Duration::from_secs(5), self.replies.next())
+                .await
+                .expect("replies within 5 s")
+                .unwrap()
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
+            if d.properties.kind().as_ref().map(|k| k.as_str()) == Some("batch") {
+                for r in body["replies"].as_array().unwrap() {
+                    let id = r["correlation_id"].as_str().unwrap().to_owned();
+                    got.push((id, r["reply"].clone()));
+                }
+            } else {
+                let id = d.properties.correlation_id().clone().unwrap();
+                got.push((id.to_string(), body));
+            }
+        }
+        got
+    }
+
+    /// Whether no reply comes within `wait`.
+    async fn silent_for(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, self.replies.next())
+            .await
+            .is_err()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// One call of a batch message.
+fn batched_call(id: &str, deadline_ms: i64, request: serde_json::Value) -> serde_json::Value {
+    json!({"correlation_id": id, "message_id": format!("m-{id}"), "deadline_ms": deadline_ms, "request": request})
+}
+
 #[tokio::test]
 async fn a_batch_is_answered_call_by_call_skipping_expired_ones() {
-    use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
-    use lapin::types::{AMQPValue, FieldTable};
     let queue = unique_names();
     let shutdown = CancellationToken::new();
     let handler = echo(1, 0);
     let replica = server(&amqp_url(), &queue, handler.clone(), &shutdown);
     assert!(eventually(10, || replica.is_consuming()).await);
-
-    let conn = lapin::Connection::connect(&amqp_url(), Default::default())
-        .await
-        .unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    let exclusive = QueueDeclareOptions {
-        exclusive: true,
-        auto_delete: true,
-        ..Default::default()
-    };
-    let reply_queue = channel
-        .queue_declare("".into(), exclusive, FieldTable::default())
-        .await
-        .unwrap();
-    let mut replies = channel
-        .basic_consume(
-            reply_queue.name().clone(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let later = now_ms + 10_000;
-    let call = |id: &str, deadline_ms: i64, request: serde_json::Value| json!({"correlation_id": id, "message_id": format!("m-{id}"), "deadline_ms": deadline_ms, "request": request});
+    let mut requester = RawRequester::connect().await;
+    let now = now_ms();
+    let later = now + 10_000;
     let get_me = |id: &str| json!({"method": "users.get_me", "context": {"request_id": id}});
-    let batch = json!({"calls": [
-        call("live", later, get_me("r-live")),
-        call("expired", now_ms - 1000, get_me("r-expired")),
-        call("malformed", later, json!({"method": 5})),
-        call("second", later, get_me("r-second")),
-    ]});
-    let mut headers = FieldTable::default();
-    headers.insert("x-deadline-ms".into(), AMQPValue::LongLongInt(later));
-    let props = lapin::BasicProperties::default()
-        .with_type("batch".into())
-        .with_reply_to(reply_queue.name().clone())
-        .with_headers(headers);
-    channel
-        .basic_publish(
-            queue.rpc_exchange.as_str().into(),
-            queue.rpc_queue.as_str().into(),
-            BasicPublishOptions::default(),
-            &serde_json::to_vec(&batch).unwrap(),
-            props,
-        )
-        .await
-        .unwrap();
-
+    let calls = [
+        batched_call("live", later, get_me("r-live")),
+        batched_call("expired", now - 1000, get_me("r-expired")),
+        batched_call("malformed", later, json!({"method": 5})),
+        batched_call("second", later, get_me("r-second")),
+    ];
+    requester.publish_batch(&queue, &calls, later).await;
     // Replies come alone or in `batch` messages; collect them by correlation id.
-    let mut got = std::collections::HashMap::new();
-    while got.len() < 3 {
-        let d = tokio::time::timeout(Duration::from_secs(5), replies.next())
-            .await
-            .expect("replies to the batch's live calls")
-            .unwrap()
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
-        if d.properties.kind().as_ref().map(|k| k.as_str()) == Some("batch") {
-            for r in body["replies"].as_array().unwrap() {
-                got.insert(
-                    r["correlation_id"].as_str().unwrap().to_owned(),
-                    r["reply"].clone(),
-                );
-            }
-        } else {
-            let id = d.properties.correlation_id().clone().unwrap();
-            got.insert(id.as_str().to_owned(), body);
-        }
-    }
+    let got: std::collections::HashMap<String, serde_json::Value> =
+        requester.replies(3).await.into_iter().collect();
     assert_eq!(got["live"]["result"]["request_id"], "r-live");
     assert_eq!(got["live"]["result"]["message_id"], "m-live");
     assert_eq!(got["second"]["result"]["request_id"], "r-second");
     assert_eq!(got["malformed"]["error"]["code"], "validation.failed");
     // The expired call is neither processed nor answered.
-    let late = tokio::time::timeout(Duration::from_millis(500), replies.next()).await;
-    assert!(late.is_err(), "no reply to the expired call: {late:?}");
+    assert!(
+        requester.silent_for(Duration::from_millis(500)).await,
+        "no reply to the expired call"
+    );
     assert!(!got.contains_key("expired"));
     assert_eq!(handler.started.load(Ordering::SeqCst), 2);
     shutdown.cancel();

@@ -258,9 +258,8 @@ pub(crate) async fn replace_many_if_live(
         r#"WITH input AS (
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bytea[],
                                   $6::timestamptz[], $7::bytea[], $8::text[])
-                    WITH ORDINALITY
                     AS i (spent, successor, account, session, hash, expires_at, sealed,
-                          request_id, n)
+                          request_id)
          ), spent AS (
              UPDATE auth.refresh_tokens t
                 SET used_at = now(), replaced_by = i.successor

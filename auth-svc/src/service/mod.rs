@@ -503,16 +503,16 @@ impl Prepared {
 impl RpcHandler for AuthService {
     type Batch = Prepared;
 
-    /// Does what the batch's calls can share, a statement for each kind instead of one per
-    /// call, from two calls of a kind on (whether of one client or several): reads the bearer
-    /// calls' callers (their access tokens verified here, a cache hit for most: account and
-    /// session state), and rotates the refresh calls that can be in one statement
-    /// (`refresh_together`). A failed statement leaves each call to do its own.
     /// A refresh call rotated together with its batch is answered even past its deadline.
     fn applied_in_prepare(&self, prepared: &Prepared, call: &IncomingCall) -> bool {
         prepared.rotated(&call.request_id).is_some()
     }
 
+    /// Does what the batch's calls can share, a statement for each kind instead of one per
+    /// call, from two calls of a kind on (whether of one client or several): reads the bearer
+    /// calls' callers (their access tokens verified here, a cache hit for most: account and
+    /// session state), and rotates the refresh calls that can be in one statement
+    /// (`refresh_together`). A failed statement leaves each call to do its own.
     async fn prepare(&self, calls: &[&IncomingCall]) -> Option<Prepared> {
         let requests: Vec<&RpcRequest> = calls.iter().map(|c| &c.request).collect();
         let (callers, refresh) = tokio::join!(

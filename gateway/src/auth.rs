@@ -14,7 +14,7 @@ use authstack_protocol::rpc::{CallContext, Secret};
 use authstack_protocol::{AccessClaims, ErrorCode};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 
 use crate::error::ApiError;
 use crate::request_id::RequestContext;
@@ -84,17 +84,13 @@ fn not_revoked(
     Ok(token)
 }
 
-/// Reads the bearer token of a request.
-fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    bearer_token(&parts.headers)?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "missing Authorization header"))
-}
-
 /// The bearer token of `Authorization`, if the header is present (a malformed one is an error).
 pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(header) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
+    headers.get(header::AUTHORIZATION).map(token_of).transpose()
+}
+
+/// The token of an `Authorization: Bearer <token>` value.
+fn token_of(header: &HeaderValue) -> Result<&str, ApiError> {
     let value = header
         .to_str()
         .map_err(|_| ApiError::new(ErrorCode::InvalidToken, "malformed Authorization header"))?;
@@ -111,7 +107,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
             "expected `Authorization: Bearer <token>`",
         ));
     }
-    sized(token).map(Some)
+    sized(token)
 }
 
 /// Refuses tokens longer than any token auth-svc issues, before parsing them.
@@ -129,8 +125,9 @@ pub fn sized(token: &str) -> Result<&str, ApiError> {
 pub struct Caller {
     /// The verified token.
     pub token: Arc<VerifiedToken>,
-    /// The token as presented (forwarded to auth-svc, which verifies it itself).
-    pub bearer: Secret,
+    /// The `Authorization` value as presented (a shared view of the request's bytes; its token
+    /// is copied only when a call forwards it to auth-svc, which verifies it itself).
+    authorization: HeaderValue,
     /// Request id and client address.
     pub request: RequestContext,
 }
@@ -138,11 +135,8 @@ pub struct Caller {
 impl Caller {
     /// The RPC context for calls on behalf of this caller.
     pub fn context(&self) -> CallContext {
-        CallContext {
-            request_id: self.request.request_id.to_string(),
-            access_token: Some(self.bearer.clone()),
-            client_ip: self.request.client_ip.clone(),
-        }
+        let token = token_of(&self.authorization).ok().map(Secret::from);
+        self.request.call_context(token)
     }
 }
 
@@ -151,8 +145,13 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let request = RequestContext::from_parts(parts);
-        let raw = bearer(parts)?;
-        let token = authenticate(state, raw).await?;
+        let Some(authorization) = parts.headers.get(header::AUTHORIZATION).cloned() else {
+            return Err(ApiError::new(
+                ErrorCode::InvalidToken,
+                "missing Authorization header",
+            ));
+        };
+        let token = authenticate(state, token_of(&authorization)?).await?;
         if token.account_id.is_none() {
             return Err(ApiError::new(
                 ErrorCode::InvalidToken,
@@ -161,7 +160,7 @@ impl FromRequestParts<AppState> for Caller {
         }
         Ok(Caller {
             token,
-            bearer: Secret(raw.to_owned()),
+            authorization,
             request,
         })
     }

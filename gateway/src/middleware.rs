@@ -1,8 +1,8 @@
 //! Per-request plumbing: request ids, client addresses, error rendering and HTTP metrics.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::RwLock;
 use std::time::Instant;
 
 use authstack_protocol::{ErrorBody, ErrorCode};
@@ -17,10 +17,10 @@ use crate::error;
 use crate::request_id::{REQUEST_ID_HEADER, RequestContext, incoming_request_id};
 use crate::state::AppState;
 
-fn client_ip(req: &Request, proxies: &TrustedProxies) -> Option<String> {
+fn client_ip(req: &Request, proxies: &TrustedProxies) -> Option<IpAddr> {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| proxies.client_ip(c.0.ip(), req.headers()).to_string())
+        .map(|c| proxies.client_ip(c.0.ip(), req.headers()))
 }
 
 /// The outermost layer: assigns the request id, runs the request in a `request` span carrying
@@ -32,9 +32,7 @@ pub async fn request_context(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let request_id: Arc<str> = incoming_request_id(&req)
-        .unwrap_or_else(|| state.request_ids.next())
-        .into();
+    let request_id = incoming_request_id(&req).unwrap_or_else(|| state.request_ids.next());
     let client_ip = client_ip(&req, &state.proxies);
     // Only the id in the span: a subscriber formats span fields for every request, logged or
     // not. Method and path go into the lines that need them.

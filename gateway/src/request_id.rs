@@ -1,9 +1,11 @@
 //! Request ids: the per-request context the outer middleware stores in each request, and the
 //! generator of fresh ids.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use authstack_protocol::rpc::{CallContext, Secret};
 use axum::extract::Request;
 use axum::http::request::Parts;
 
@@ -15,8 +17,8 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub struct RequestContext {
     /// The request id (from a sane incoming `X-Request-Id`, or generated).
     pub request_id: Arc<str>,
-    /// The client's address.
-    pub client_ip: Option<String>,
+    /// The client's address (formatted only when a call to auth-svc carries it).
+    pub client_ip: Option<IpAddr>,
 }
 
 impl RequestContext {
@@ -27,6 +29,16 @@ impl RequestContext {
             .get::<RequestContext>()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The context of a call to auth-svc made for this request, on behalf of the holder of
+    /// `access_token` (none: an anonymous call).
+    pub fn call_context(&self, access_token: Option<Secret>) -> CallContext {
+        CallContext {
+            request_id: self.request_id.to_string(),
+            access_token,
+            client_ip: self.client_ip.map(|ip| ip.to_string()),
+        }
     }
 }
 
@@ -46,23 +58,58 @@ impl Default for RequestIds {
 }
 
 impl RequestIds {
-    /// A fresh request id.
-    pub fn next(&self) -> String {
-        format!(
-            "{}-{:x}",
-            self.prefix,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        )
+    /// A fresh request id: `<prefix>-<counter in hex>`, built without the formatting machinery
+    /// (it runs for every request).
+    pub fn next(&self) -> Arc<str> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let digits = (64 - (n | 1).leading_zeros()).div_ceil(4) as usize;
+        let mut id = String::with_capacity(self.prefix.len() + 1 + digits);
+        id.push_str(&self.prefix);
+        id.push('-');
+        for i in (0..digits).rev() {
+            id.push(char::from(HEX[((n >> (4 * i)) & 0xf) as usize]));
+        }
+        id.into()
     }
 }
 
 /// The incoming `X-Request-Id`, if it is sane: 1 to 128 characters of `[A-Za-z0-9-_.:]` (it is
 /// echoed in responses and written to logs, so nothing else is accepted).
-pub fn incoming_request_id(req: &Request) -> Option<String> {
+pub fn incoming_request_id(req: &Request) -> Option<Arc<str>> {
     let v = req.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?;
     let sane = !v.is_empty()
         && v.len() <= 128
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    sane.then(|| v.to_owned())
+    sane.then(|| v.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_the_prefix_and_the_counter_in_hex() {
+        for n in [
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            256,
+            0xdead_beef,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let ids = RequestIds {
+                prefix: "abcd1234".to_owned(),
+                next: AtomicU64::new(n),
+            };
+            assert_eq!(&*ids.next(), format!("abcd1234-{n:x}"));
+        }
+        let ids = RequestIds::default();
+        assert_ne!(ids.next(), ids.next());
+    }
 }

@@ -1,6 +1,6 @@
 //! `/api/v1/auth/*`: registration, login, refresh, logout and the session view.
 
-use authstack_protocol::rpc::{Call, CallContext, LoginParams, RefreshTokenParams, RegisterParams};
+use authstack_protocol::rpc::{Call, LoginParams, RefreshTokenParams, RegisterParams};
 use authstack_protocol::validate;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,14 +18,6 @@ use crate::state::AppState;
 use crate::token_cache::SessionView;
 use authstack_protocol::{Account, TokenPair};
 
-fn anonymous(ctx: &RequestContext) -> CallContext {
-    CallContext {
-        request_id: ctx.request_id.to_string(),
-        client_ip: ctx.client_ip.clone(),
-        ..Default::default()
-    }
-}
-
 /// `POST /api/v1/auth/register` → 201 with the account.
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterParams,
     description = "Creates an account with the role `user`. A taken email answers like a new registration but creates nothing (the owner is told by an `account.registration_attempted` event); a taken user name is a 409.",
@@ -36,7 +28,9 @@ pub async fn register(
     JsonBody(p): JsonBody<RegisterParams>,
 ) -> Result<Response, ApiError> {
     validate::register(&p)?;
-    let raw = state.call(&Call::Register(p), anonymous(&ctx)).await?;
+    let raw = state
+        .call(&Call::Register(p), ctx.call_context(None))
+        .await?;
     Ok(raw_json(StatusCode::CREATED, &raw))
 }
 
@@ -52,7 +46,7 @@ pub async fn login(
     JsonBody(p): JsonBody<LoginParams>,
 ) -> Result<Response, ApiError> {
     validate::login(&p)?;
-    let raw = state.call(&Call::Login(p), anonymous(&ctx)).await?;
+    let raw = state.call(&Call::Login(p), ctx.call_context(None)).await?;
     Ok(raw_json(StatusCode::OK, &raw))
 }
 
@@ -68,7 +62,9 @@ pub async fn refresh(
     JsonBody(p): JsonBody<RefreshTokenParams>,
 ) -> Result<Response, ApiError> {
     validate::refresh_token(&p)?;
-    let raw = state.call(&Call::Refresh(p), anonymous(&ctx)).await?;
+    let raw = state
+        .call(&Call::Refresh(p), ctx.call_context(None))
+        .await?;
     Ok(raw_json(StatusCode::OK, &raw))
 }
 

@@ -512,9 +512,9 @@ impl Reader {
         metrics::counter!("authstack_gateway_ws_calls_total", "method" => call.method())
             .increment(1);
         let context = CallContext {
-            request_id: request_id.clone(),
+            request_id: request_id.to_string(),
             access_token: Some(identity.raw.clone()),
-            client_ip: self.ctx.client_ip.clone(),
+            client_ip: self.ctx.client_ip.map(|ip| ip.to_string()),
         };
         let state = self.state.clone();
         let queue = self.queue.clone();

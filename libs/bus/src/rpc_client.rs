@@ -593,12 +593,20 @@ impl RpcClient {
         };
         // A caller that stops waiting (its client went away) takes its entry with it, and with
         // it its message's place in the window.
-        let _waiting = ForgetOnDrop { client: self, id };
+        let mut waiting = ForgetOnDrop {
+            client: self,
+            id: Some(id),
+        };
         if outbox.send(call).is_err() {
             return Err(unavailable("could not publish the request to the broker"));
         }
         let remaining = timeout.saturating_sub(start.elapsed());
-        match tokio::time::timeout(remaining, rx).await {
+        let outcome = tokio::time::timeout(remaining, rx).await;
+        if outcome.is_ok() {
+            // Answered, or every entry dropped with the connection: the entry is gone already.
+            waiting.id = None;
+        }
+        match outcome {
             Ok(Ok(data)) => match serde_json::from_slice::<RpcReply>(&data) {
                 Ok(reply) => reply.into_result(),
                 Err(e) => Err(ErrorBody::new(
@@ -622,15 +630,17 @@ impl RpcClient {
     }
 }
 
-/// Forgets a call when its caller stops waiting, however it stops (answered, timed out, or
-/// its future dropped).
+/// Forgets a call when its caller stops waiting before its entry was taken (timed out, or its
+/// future dropped); `None` once the entry is known to be gone.
 struct ForgetOnDrop<'a> {
     client: &'a RpcClient,
-    id: u64,
+    id: Option<u64>,
 }
 
 impl Drop for ForgetOnDrop<'_> {
     fn drop(&mut self) {
-        self.client.forget(self.id);
+        if let Some(id) = self.id {
+            self.client.forget(id);
+        }
     }
 }

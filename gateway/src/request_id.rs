@@ -1,6 +1,7 @@
 //! Request ids: the per-request context the outer middleware stores in each request, and the
 //! generator of fresh ids.
 
+use std::fmt::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,18 +59,13 @@ impl Default for RequestIds {
 }
 
 impl RequestIds {
-    /// A fresh request id: `<prefix>-<counter in hex>`, built without the formatting machinery
-    /// (it runs for every request).
+    /// A fresh request id: `<prefix>-<counter in hex>`, written into a string of its final
+    /// size (it runs for every request).
     pub fn next(&self) -> Arc<str> {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let digits = (64 - (n | 1).leading_zeros()).div_ceil(4) as usize;
-        let mut id = String::with_capacity(self.prefix.len() + 1 + digits);
-        id.push_str(&self.prefix);
-        id.push('-');
-        for i in (0..digits).rev() {
-            id.push(char::from(HEX[((n >> (4 * i)) & 0xf) as usize]));
-        }
+        let mut id = String::with_capacity(self.prefix.len() + 17);
+        // Writing into a String cannot fail.
+        let _ = write!(id, "{}-{n:x}", self.prefix);
         id.into()
     }
 }

@@ -37,6 +37,11 @@ fn migrator(create_schema: bool) -> Migrator {
             "refresh_writes_less",
             include_str!("../migrations/0003_refresh_writes_less.sql"),
         ),
+        migration(
+            4,
+            "throttle_pending_checks",
+            include_str!("../migrations/0004_throttle_pending_checks.sql"),
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

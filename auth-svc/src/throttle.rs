@@ -1,31 +1,38 @@
 //! Throttling of password checks and of per-address request rates, in PostgreSQL so every
 //! replica sees the same counters.
 //!
-//! An attempt **reserves** itself before its password is checked: one transaction locks the
-//! counters of all its keys (in key order), decides, and counts the attempt as a failure. A
-//! success then gives the reservation back. So parallel guesses cannot all pass a check that
-//! each of them read before any of them recorded a failure. The keys of a password check:
+//! An attempt **reserves** a place before its password is checked: one transaction locks the
+//! counters of all its keys (in key order), decides, and counts the attempt as *pending*. When
+//! the check ends, a wrong password turns its place into a failure (and may set a lock), a
+//! right one clears the failures, and either gives the place back ([`finish`]). A check in
+//! flight counts against the limits as if it would fail, so parallel guesses cannot all pass a
+//! check that each of them read before any of them failed; but only a finished wrong password
+//! is a failure, so overlapping *right* logins are never locked out. The keys of a check:
 //!
 //! - **pair** (account, client address): `pair_threshold` failures within the window lock
-//!   this address out of this account for `lock`. Guesses from elsewhere lock nobody else out.
+//!   this address out of this account for `lock`. While failures and pending checks together
+//!   reach the threshold, further attempts are busy: they wait for a place (the caller asks
+//!   again, up to [`BUSY_WAIT_MAX`]), then are refused (`common.rate_limited`, retry after 1 s),
+//!   never locked. Guesses from elsewhere lock nobody else out.
 //! - **account** (every address together): from `account_backoff_threshold` failures on,
 //!   attempts must be spaced by a delay that doubles with every further failure (1 s, 2 s,
-//!   ...) up to `account_backoff_max`; the failures are forgotten after a quiet `window`.
-//!   This slows a distributed attack on one account without a hard lock.
-//! - **address**: from `address_delay_threshold` failures within the window on, every attempt
-//!   from the address waits before its check, 100 ms doubling per further failure up to
-//!   `address_delay_max`. A shared proxy address is slowed down, never refused.
+//!   ...) up to `account_backoff_max`, one check at a time; below it, at most the remaining
+//!   failures may be in flight. The failures are forgotten after a quiet `window`. This slows a
+//!   distributed attack on one account without a hard lock.
+//! - **address**: from `address_delay_threshold` failures and pending checks within the window
+//!   on, every attempt from the address waits before its check, 100 ms doubling per further
+//!   one up to `address_delay_max`. A shared proxy address is slowed down, never refused.
 //! - **rate** (login, registration): at most `n` attempts per minute from one address.
 //!
-//! A success clears the pair and account counters (the password is known) and takes one
-//! failure off the address (its own reservation); a failure keeps what was reserved.
-//! Unknown logins are keyed by their normalised name, exactly like accounts.
+//! A place never given back (a replica stopped mid-check) is forgotten [`PENDING_TTL`] after
+//! the key's last reservation. Unknown logins are keyed by their normalised name, exactly like
+//! accounts.
 
 use std::time::Duration;
 
-use authstack_protocol::ErrorBody;
+use authstack_protocol::{ErrorBody, ErrorCode};
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgConnection, PgPool};
 
 use crate::repo;
 
@@ -35,6 +42,23 @@ pub const ADDRESS_DELAY_BASE: Duration = Duration::from_millis(100);
 pub const ACCOUNT_BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// The window of per-address rate limits.
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// How long a key's pending checks are kept after its last reservation when none of them
+/// finishes: longer than any check takes (the hashing queue, at most 30 s of address delay, the
+/// hash itself), so only places of checks that will never finish are forgotten.
+pub const PENDING_TTL: Duration = Duration::from_secs(60);
+/// `Retry-After` of an attempt refused because as many checks as it may have are in flight:
+/// about the time one check takes to finish.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
+/// How long an attempt waits for a place while its pair or account is busy before it is
+/// refused: overlapping right logins queue for about as long as a few checks take, and the
+/// address delay (at most 2 s by default) plus this plus a hash stay within the gateway's RPC
+/// deadline (5 s by default).
+pub const BUSY_WAIT_MAX: Duration = Duration::from_secs(1);
+/// The first pause of a waiting attempt before it asks again; it doubles up to
+/// [`BUSY_POLL_MAX`] (each ask is one short transaction).
+pub const BUSY_POLL_FIRST: Duration = Duration::from_millis(10);
+/// The longest pause between two asks of a waiting attempt.
+pub const BUSY_POLL_MAX: Duration = Duration::from_millis(80);
 
 /// Thresholds and timing.
 #[derive(Debug, Clone, Copy)]
@@ -140,6 +164,10 @@ fn rate_key(what: &str, per_minute: u32, address: Option<&str>) -> Option<Thrott
 pub struct Counter {
     /// Failures (attempts, for rate keys) in the current window.
     pub failures: i32,
+    /// Checks reserved and not finished (never for rate keys).
+    pub pending: i32,
+    /// When the pending checks are forgotten if none of them finishes.
+    pub pending_expires_at: Option<DateTime<Utc>>,
     /// When the current window started.
     pub window_started_at: DateTime<Utc>,
     /// Pair: locked until. Account: no attempt before.
@@ -152,6 +180,8 @@ impl Counter {
     fn empty(now: DateTime<Utc>) -> Self {
         Counter {
             failures: 0,
+            pending: 0,
+            pending_expires_at: None,
             window_started_at: now,
             locked_until: None,
             updated_at: now,
@@ -170,7 +200,62 @@ pub enum Decision {
         counters: Vec<Counter>,
     },
     /// Refused before any password check (nothing is counted).
-    Refused(ErrorBody),
+    Refused(Refusal),
+}
+
+/// Why an attempt was refused before its check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A locked pair or a backed-off account (`auth.account_locked`).
+    Locked {
+        /// When to try again.
+        retry_after_secs: u64,
+    },
+    /// An address over its rate (`common.rate_limited`).
+    RateLimited {
+        /// When to try again.
+        retry_after_secs: u64,
+    },
+    /// As many checks as the pair or account may have are in flight (`common.rate_limited`,
+    /// retry after [`BUSY_RETRY_AFTER_SECS`]).
+    Busy,
+}
+
+impl Refusal {
+    /// The error answered.
+    pub fn body(self) -> ErrorBody {
+        match self {
+            Refusal::Locked { retry_after_secs } => ErrorBody::locked(retry_after_secs),
+            Refusal::RateLimited { retry_after_secs } => ErrorBody::rate_limited(retry_after_secs),
+            Refusal::Busy => ErrorBody {
+                retry_after_secs: Some(BUSY_RETRY_AFTER_SECS),
+                ..ErrorBody::new(
+                    ErrorCode::RateLimited,
+                    "too many password checks for this account in progress; try again shortly",
+                )
+            },
+        }
+    }
+
+    /// Its label in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Locked { .. } => "locked",
+            Refusal::RateLimited { .. } => "rate_limited",
+            Refusal::Busy => "busy",
+        }
+    }
+}
+
+/// How a reserved check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The password was right: the pair's and the account's failures are forgotten.
+    Succeeded,
+    /// The password was wrong (or the account unusable): a failure on every key.
+    Failed,
+    /// The check did not happen (an internal error): only its place is given back.
+    Abandoned,
 }
 
 fn chrono(d: Duration) -> chrono::TimeDelta {
@@ -190,8 +275,13 @@ fn doubling(base: Duration, exponent: u32, max: Duration) -> Duration {
 }
 
 impl ThrottlePolicy {
-    /// A counter as it stands at `now`, its expired window forgotten.
-    fn current(&self, kind: KeyKind, c: Counter, now: DateTime<Utc>) -> Counter {
+    /// A counter as it stands at `now`: its expired window and its expired pending checks
+    /// forgotten.
+    fn current(&self, kind: KeyKind, mut c: Counter, now: DateTime<Utc>) -> Counter {
+        if c.pending_expires_at.is_some_and(|t| t <= now) {
+            c.pending = 0;
+            c.pending_expires_at = None;
+        }
         let locked = c.locked_until.is_some_and(|t| t > now);
         let expired = match kind {
             KeyKind::Pair | KeyKind::Address => {
@@ -202,7 +292,32 @@ impl ThrottlePolicy {
             KeyKind::Account => !locked && c.updated_at + chrono(self.window) <= now,
             KeyKind::Rate(_) => c.window_started_at + chrono(RATE_WINDOW) <= now,
         };
-        if expired { Counter::empty(now) } else { c }
+        if expired {
+            Counter {
+                pending: c.pending,
+                pending_expires_at: c.pending_expires_at,
+                ..Counter::empty(now)
+            }
+        } else {
+            c
+        }
+    }
+
+    /// Checks of a pair or account key that may be in flight at once, given its failures:
+    /// those that could still fail without passing the threshold (one at a time once an
+    /// account is backed off).
+    fn allowed_in_flight(&self, kind: KeyKind, failures: i32) -> i32 {
+        let threshold = match kind {
+            KeyKind::Pair => self.pair_threshold,
+            KeyKind::Account => self.account_backoff_threshold,
+            KeyKind::Address | KeyKind::Rate(_) => return i32::MAX,
+        };
+        let left = i32::try_from(threshold).unwrap_or(i32::MAX) - failures;
+        if kind == KeyKind::Account {
+            left.max(1)
+        } else {
+            left
+        }
     }
 
     /// Decides one attempt over its keys' counters (`None`: no row yet). Pure: time is an input.
@@ -219,12 +334,14 @@ impl ThrottlePolicy {
             .collect();
         let mut locked_for: Option<u64> = None;
         let mut rate_limited_for: Option<u64> = None;
+        let mut busy_key = false;
         for (k, c) in keys.iter().zip(&current) {
             match k.kind {
                 KeyKind::Pair | KeyKind::Account => {
                     if let Some(t) = c.locked_until.filter(|t| *t > now) {
                         locked_for = locked_for.max(Some(secs_until(t, now)));
                     }
+                    busy_key |= c.pending >= self.allowed_in_flight(k.kind, c.failures);
                 }
                 KeyKind::Rate(limit) if c.failures >= limit as i32 => {
                     let ends = c.window_started_at + chrono(RATE_WINDOW);
@@ -233,39 +350,80 @@ impl ThrottlePolicy {
                 KeyKind::Rate(_) | KeyKind::Address => {}
             }
         }
-        if let Some(secs) = locked_for {
-            return Decision::Refused(ErrorBody::locked(secs));
+        if let Some(retry_after_secs) = locked_for {
+            return Decision::Refused(Refusal::Locked { retry_after_secs });
         }
-        if let Some(secs) = rate_limited_for {
-            return Decision::Refused(ErrorBody::rate_limited(secs));
+        if let Some(retry_after_secs) = rate_limited_for {
+            return Decision::Refused(Refusal::RateLimited { retry_after_secs });
+        }
+        if busy_key {
+            return Decision::Refused(Refusal::Busy);
         }
         let mut delay = Duration::ZERO;
         let counters = keys
             .iter()
             .zip(current)
             .map(|(k, mut c)| {
-                let before = c.failures.max(0) as u32;
-                c.failures += 1;
                 c.updated_at = now;
-                match k.kind {
-                    KeyKind::Pair if c.failures as u32 >= self.pair_threshold => {
-                        c.locked_until = Some(now + chrono(self.lock));
-                    }
-                    KeyKind::Account if c.failures as u32 >= self.account_backoff_threshold => {
-                        let n = c.failures as u32 - self.account_backoff_threshold;
-                        let spacing = doubling(ACCOUNT_BACKOFF_BASE, n, self.account_backoff_max);
-                        c.locked_until = Some(now + chrono(spacing));
-                    }
-                    KeyKind::Address if before >= self.address_delay_threshold => {
-                        let n = before - self.address_delay_threshold;
-                        delay = delay.max(doubling(ADDRESS_DELAY_BASE, n, self.address_delay_max));
-                    }
-                    _ => {}
+                if let KeyKind::Rate(_) = k.kind {
+                    c.failures += 1;
+                    return c;
+                }
+                let before = (c.failures.max(0) + c.pending.max(0)) as u32;
+                c.pending += 1;
+                c.pending_expires_at = Some(now + chrono(PENDING_TTL));
+                if k.kind == KeyKind::Address && before >= self.address_delay_threshold {
+                    let n = before - self.address_delay_threshold;
+                    delay = delay.max(doubling(ADDRESS_DELAY_BASE, n, self.address_delay_max));
                 }
                 c
             })
             .collect();
         Decision::Proceed { delay, counters }
+    }
+
+    /// A counter after one of its checks ended with `outcome`. Pure: time is an input.
+    pub fn finish(
+        &self,
+        kind: KeyKind,
+        counter: Option<Counter>,
+        outcome: Outcome,
+        now: DateTime<Utc>,
+    ) -> Counter {
+        let mut c = self.current(kind, counter.unwrap_or(Counter::empty(now)), now);
+        if let KeyKind::Rate(_) = kind {
+            return c;
+        }
+        c.pending = (c.pending - 1).max(0);
+        if c.pending == 0 {
+            c.pending_expires_at = None;
+        }
+        c.updated_at = now;
+        match (outcome, kind) {
+            (Outcome::Succeeded, KeyKind::Pair | KeyKind::Account) => {
+                c.failures = 0;
+                c.locked_until = None;
+                c.window_started_at = now;
+            }
+            (Outcome::Failed, _) => {
+                c.failures += 1;
+                let failures = c.failures.max(0) as u32;
+                let locked = c.locked_until.is_some_and(|t| t > now);
+                match kind {
+                    KeyKind::Pair if failures >= self.pair_threshold && !locked => {
+                        c.locked_until = Some(now + chrono(self.lock));
+                    }
+                    KeyKind::Account if failures >= self.account_backoff_threshold => {
+                        let n = failures - self.account_backoff_threshold;
+                        let spacing = doubling(ACCOUNT_BACKOFF_BASE, n, self.account_backoff_max);
+                        c.locked_until = Some(now + chrono(spacing));
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        c
     }
 }
 
@@ -275,7 +433,19 @@ pub enum Reservation {
     /// Reserved: wait this long, then check the password.
     Granted(Duration),
     /// Refused before the check.
-    Refused(ErrorBody),
+    Refused(Refusal),
+}
+
+/// `keys` sorted and deduplicated (the order every transaction locks their rows in, so two never
+/// wait for each other in a cycle), and their names.
+fn in_lock_order<'a>(
+    keys: impl Iterator<Item = &'a ThrottleKey>,
+) -> (Vec<ThrottleKey>, Vec<String>) {
+    let mut keys: Vec<ThrottleKey> = keys.cloned().collect();
+    keys.sort_by(|a, b| a.key.cmp(&b.key));
+    keys.dedup_by(|a, b| a.key == b.key);
+    let names = keys.iter().map(|k| k.key.clone()).collect();
+    (keys, names)
 }
 
 /// Reserves one attempt against `keys`, atomically across replicas.
@@ -284,10 +454,7 @@ pub async fn reserve(
     policy: &ThrottlePolicy,
     keys: &[ThrottleKey],
 ) -> Result<Reservation, sqlx::Error> {
-    let mut keys = keys.to_vec();
-    keys.sort_by(|a, b| a.key.cmp(&b.key));
-    keys.dedup_by(|a, b| a.key == b.key);
-    let names: Vec<String> = keys.iter().map(|k| k.key.clone()).collect();
+    let (keys, names) = in_lock_order(keys.iter());
     let mut tx = pool.begin().await?;
     // Missing rows are created (as empty counters) and every row is locked, in key order.
     let rows = repo::throttle::lock(&mut *tx, &names).await?;
@@ -297,9 +464,9 @@ pub async fn reserve(
         .map(|k| rows.iter().find(|r| r.key == k.key).map(|r| r.counter))
         .collect();
     match policy.decide(&keys, &counters, now) {
-        Decision::Refused(body) => {
+        Decision::Refused(refusal) => {
             tx.rollback().await?;
-            Ok(Reservation::Refused(body))
+            Ok(Reservation::Refused(refusal))
         }
         Decision::Proceed { delay, counters } => {
             repo::throttle::store(&mut *tx, &names, &counters).await?;
@@ -309,27 +476,42 @@ pub async fn reserve(
     }
 }
 
-/// After a successful password check: forgets the pair's and the account's failures and gives
-/// the address its reservation back.
-pub async fn succeeded(db: impl PgExecutor<'_>, keys: &[ThrottleKey]) -> Result<(), sqlx::Error> {
-    let names = |pick: fn(KeyKind) -> bool| -> Vec<String> {
-        keys.iter()
-            .filter(|k| pick(k.kind))
-            .map(|k| k.key.clone())
-            .collect()
-    };
-    repo::throttle::clear_and_decrement(
-        db,
-        &names(|k| matches!(k, KeyKind::Pair | KeyKind::Account)),
-        &names(|k| k == KeyKind::Address),
-    )
-    .await
+/// Ends a reserved check on `keys` with `outcome`, in the caller's transaction (a success is
+/// stored with the login it allows).
+pub async fn finish(
+    conn: &mut PgConnection,
+    policy: &ThrottlePolicy,
+    keys: &[ThrottleKey],
+    outcome: Outcome,
+) -> Result<(), sqlx::Error> {
+    let (keys, names) = in_lock_order(keys.iter().filter(|k| !matches!(k.kind, KeyKind::Rate(_))));
+    let rows = repo::throttle::lock(&mut *conn, &names).await?;
+    let now = rows.first().map_or_else(Utc::now, |r| r.now);
+    let counters: Vec<Counter> = keys
+        .iter()
+        .map(|k| {
+            let stored = rows.iter().find(|r| r.key == k.key).map(|r| r.counter);
+            policy.finish(k.kind, stored, outcome, now)
+        })
+        .collect();
+    repo::throttle::store(&mut *conn, &names, &counters).await
+}
+
+/// [`finish`] in a transaction of its own.
+pub async fn finish_alone(
+    pool: &PgPool,
+    policy: &ThrottlePolicy,
+    keys: &[ThrottleKey],
+    outcome: Outcome,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    finish(&mut tx, policy, keys, outcome).await?;
+    tx.commit().await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use authstack_protocol::ErrorCode;
 
     fn policy() -> ThrottlePolicy {
         ThrottlePolicy {
@@ -345,7 +527,8 @@ mod tests {
         }
     }
 
-    /// Runs `n` attempts at one-second intervals, storing what each decision reserves.
+    /// Attempts at one-second intervals, each finished as told before the next one starts,
+    /// storing what each decision and ending stores.
     struct Sim {
         policy: ThrottlePolicy,
         keys: Vec<ThrottleKey>,
@@ -364,10 +547,30 @@ mod tests {
             }
         }
 
-        fn attempt(&mut self) -> Decision {
+        /// Reserves one attempt (left pending).
+        fn start(&mut self) -> Decision {
             let d = self.policy.decide(&self.keys, &self.counters, self.now);
             if let Decision::Proceed { counters, .. } = &d {
                 self.counters = counters.iter().copied().map(Some).collect();
+            }
+            d
+        }
+
+        /// Ends one pending attempt.
+        fn end(&mut self, outcome: Outcome) {
+            self.counters = self
+                .keys
+                .iter()
+                .zip(&self.counters)
+                .map(|(k, c)| Some(self.policy.finish(k.kind, *c, outcome, self.now)))
+                .collect();
+        }
+
+        /// A whole attempt that ends with `outcome` if it is not refused, then a second passes.
+        fn attempt(&mut self, outcome: Outcome) -> Decision {
+            let d = self.start();
+            if let Decision::Proceed { .. } = d {
+                self.end(outcome);
             }
             self.now += chrono::TimeDelta::seconds(1);
             d
@@ -376,7 +579,7 @@ mod tests {
 
     fn refused(d: &Decision) -> Option<ErrorCode> {
         match d {
-            Decision::Refused(b) => Some(b.code),
+            Decision::Refused(r) => Some(r.body().code),
             Decision::Proceed { .. } => None,
         }
     }
@@ -386,9 +589,10 @@ mod tests {
         let p = policy();
         let mut sim = Sim::new(p.password_keys("acct", Some("10.0.0.1")));
         for _ in 0..3 {
-            assert_eq!(refused(&sim.attempt()), None);
+            assert_eq!(refused(&sim.attempt(Outcome::Failed)), None);
         }
-        assert_eq!(refused(&sim.attempt()), Some(ErrorCode::AccountLocked));
+        let locked = sim.attempt(Outcome::Succeeded);
+        assert_eq!(refused(&locked), Some(ErrorCode::AccountLocked));
         // Another address has its own pair (the shared account counter is still below 5).
         let other = p.password_keys("acct", Some("10.0.0.2"));
         let counters: Vec<Option<Counter>> = vec![None, sim.counters[1], None];
@@ -399,29 +603,98 @@ mod tests {
     }
 
     #[test]
+    fn checks_in_flight_are_bounded_by_the_failures_left_but_never_lock() {
+        let p = policy();
+        let mut sim = Sim::new(p.password_keys("acct", Some("10.0.0.1")));
+        // Threshold 3: three checks may run at once, the fourth is busy, not locked.
+        for _ in 0..3 {
+            assert_eq!(refused(&sim.start()), None);
+        }
+        assert_eq!(sim.start(), Decision::Refused(Refusal::Busy));
+        assert_eq!(Refusal::Busy.body().code, ErrorCode::RateLimited);
+        assert_eq!(Refusal::Busy.body().retry_after_secs, Some(1));
+        // They were right: the pair is clear, nothing pending, nothing locked.
+        for _ in 0..3 {
+            sim.end(Outcome::Succeeded);
+        }
+        let pair = sim.counters[0].unwrap();
+        assert_eq!(
+            (pair.failures, pair.pending, pair.locked_until),
+            (0, 0, None)
+        );
+        // Two failures leave room for one check at a time.
+        sim.attempt(Outcome::Failed);
+        sim.attempt(Outcome::Failed);
+        assert_eq!(refused(&sim.start()), None);
+        assert_eq!(sim.start(), Decision::Refused(Refusal::Busy));
+        // Its failure locks the pair.
+        sim.end(Outcome::Failed);
+        assert_eq!(refused(&sim.start()), Some(ErrorCode::AccountLocked));
+    }
+
+    #[test]
+    fn places_never_given_back_are_forgotten_after_their_ttl() {
+        let p = policy();
+        let mut sim = Sim::new(p.password_keys("acct", Some("10.0.0.1")));
+        for _ in 0..3 {
+            sim.start();
+        }
+        assert_eq!(sim.start(), Decision::Refused(Refusal::Busy));
+        sim.now += chrono(PENDING_TTL) - chrono::TimeDelta::seconds(1);
+        assert_eq!(sim.start(), Decision::Refused(Refusal::Busy));
+        sim.now += chrono::TimeDelta::seconds(1);
+        assert_eq!(refused(&sim.start()), None);
+        assert_eq!(sim.counters[0].unwrap().pending, 1);
+        // An abandoned check gives its place back and counts nothing.
+        sim.end(Outcome::Abandoned);
+        let pair = sim.counters[0].unwrap();
+        assert_eq!((pair.failures, pair.pending), (0, 0));
+        assert_eq!(sim.counters[2].unwrap().failures, 0);
+    }
+
+    #[test]
     fn the_account_backoff_spaces_attempts_and_doubles() {
         let p = policy();
         let keys = vec![p.password_keys("acct", None)[1].clone()];
         let mut sim = Sim::new(keys);
         for _ in 0..4 {
-            assert_eq!(refused(&sim.attempt()), None);
+            assert_eq!(refused(&sim.attempt(Outcome::Failed)), None);
         }
-        // The 5th failure imposes 1 s, then 2 s, 4 s, ... up to 10 s.
-        assert_eq!(refused(&sim.attempt()), None);
+        // Below the threshold, at most the failures left may be in flight (one here).
+        assert_eq!(refused(&sim.start()), None);
+        assert_eq!(sim.start(), Decision::Refused(Refusal::Busy));
+        // The 5th failure imposes 1 s, then 2 s, 4 s, ... up to 10 s, after the failure.
+        sim.end(Outcome::Failed);
         let spacing = |sim: &Sim| sim.counters[0].unwrap().locked_until.unwrap() - sim.now;
-        assert_eq!(spacing(&sim), chrono::TimeDelta::seconds(0));
-        assert_eq!(refused(&sim.attempt()), None);
         assert_eq!(spacing(&sim), chrono::TimeDelta::seconds(1));
-        assert_eq!(refused(&sim.attempt()), Some(ErrorCode::AccountLocked));
+        assert_eq!(refused(&sim.start()), Some(ErrorCode::AccountLocked));
+        sim.now += chrono::TimeDelta::seconds(1);
+        assert_eq!(refused(&sim.attempt(Outcome::Failed)), None);
+        assert_eq!(spacing(&sim), chrono::TimeDelta::seconds(1));
+        assert_eq!(
+            refused(&sim.attempt(Outcome::Failed)),
+            Some(ErrorCode::AccountLocked)
+        );
         sim.now += chrono::TimeDelta::seconds(5);
-        assert_eq!(refused(&sim.attempt()), None);
+        // Backed off, one check at a time.
+        assert_eq!(refused(&sim.start()), None);
+        assert_eq!(sim.start(), Decision::Refused(Refusal::Busy));
+        sim.end(Outcome::Failed);
+        assert_eq!(spacing(&sim), chrono::TimeDelta::seconds(4));
         sim.now += chrono::TimeDelta::seconds(60);
-        assert_eq!(refused(&sim.attempt()), None);
+        assert_eq!(refused(&sim.attempt(Outcome::Failed)), None);
+        assert_eq!(sim.counters[0].unwrap().failures, 8);
         assert_eq!(spacing(&sim), chrono::TimeDelta::seconds(7));
+        sim.now += chrono::TimeDelta::seconds(60);
+        sim.attempt(Outcome::Failed);
+        assert_eq!(spacing(&sim), chrono::TimeDelta::seconds(9), "at most 10 s");
         // A quiet window forgets everything.
         sim.now += chrono::TimeDelta::seconds(301);
-        assert_eq!(refused(&sim.attempt()), None);
+        assert_eq!(refused(&sim.attempt(Outcome::Failed)), None);
         assert_eq!(sim.counters[0].unwrap().failures, 1);
+        // A right password forgets the failures at once.
+        sim.attempt(Outcome::Succeeded);
+        assert_eq!(sim.counters[0].unwrap().failures, 0);
     }
 
     #[test]
@@ -430,12 +703,25 @@ mod tests {
         let keys = vec![p.password_keys("acct", Some("10.0.0.1"))[2].clone()];
         let mut sim = Sim::new(keys);
         let delays: Vec<u128> = (0..7)
-            .map(|_| match sim.attempt() {
+            .map(|_| match sim.attempt(Outcome::Failed) {
                 Decision::Proceed { delay, .. } => delay.as_millis(),
-                Decision::Refused(b) => panic!("refused: {b}"),
+                Decision::Refused(r) => panic!("refused: {}", r.body()),
             })
             .collect();
         assert_eq!(delays, [0, 0, 100, 200, 400, 500, 500]);
+        // Checks in flight count like failures; a right password takes only its own back.
+        let mut sim = Sim::new(vec![p.password_keys("acct", Some("10.0.0.1"))[2].clone()]);
+        let delays: Vec<u128> = (0..4)
+            .map(|_| match sim.start() {
+                Decision::Proceed { delay, .. } => delay.as_millis(),
+                Decision::Refused(r) => panic!("refused: {}", r.body()),
+            })
+            .collect();
+        assert_eq!(delays, [0, 0, 100, 200]);
+        for _ in 0..4 {
+            sim.end(Outcome::Succeeded);
+        }
+        assert_eq!(sim.counters[0].unwrap().failures, 0);
     }
 
     #[test]
@@ -443,17 +729,22 @@ mod tests {
         let p = policy();
         let keys = vec![p.register_rate_key(Some("10.0.0.1")).unwrap()];
         let mut sim = Sim::new(keys);
-        assert_eq!(refused(&sim.attempt()), None);
-        assert_eq!(refused(&sim.attempt()), None);
-        match sim.attempt() {
-            Decision::Refused(b) => {
-                assert_eq!(b.code, ErrorCode::RateLimited);
-                assert_eq!(b.retry_after_secs, Some(58));
+        assert_eq!(refused(&sim.attempt(Outcome::Succeeded)), None);
+        assert_eq!(refused(&sim.attempt(Outcome::Succeeded)), None);
+        match sim.attempt(Outcome::Succeeded) {
+            Decision::Refused(r) => {
+                assert_eq!(
+                    r,
+                    Refusal::RateLimited {
+                        retry_after_secs: 58
+                    }
+                );
+                assert_eq!(r.body().code, ErrorCode::RateLimited);
             }
             other => panic!("{other:?}"),
         }
         sim.now += chrono::TimeDelta::seconds(60);
-        assert_eq!(refused(&sim.attempt()), None);
+        assert_eq!(refused(&sim.attempt(Outcome::Succeeded)), None);
         assert!(
             ThrottlePolicy {
                 register_rate: 0,

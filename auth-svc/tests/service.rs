@@ -569,6 +569,91 @@ async fn a_right_password_forgets_the_accounts_failures_and_a_replayed_login_cha
         .await
         .unwrap();
     assert_eq!(sessions, 1);
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM auth.login_throttle WHERE pending > 0")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(pending, 0, "the redelivery gave its place back");
+    pool.close().await;
+    shutdown.cancel();
+    cleanup.run().await;
+}
+
+/// Checks in flight hold places that bound how many may run at once (the pair's threshold, 5
+/// here): every check gives its place back when it ends, and the places of checks that never
+/// end (a replica gone mid-hash) are forgotten when they expire, never turned into a lock.
+#[tokio::test]
+async fn password_checks_give_their_places_back_and_lost_places_expire() {
+    let (db, cleanup) = database().await;
+    let shutdown = CancellationToken::new();
+    let svc = service(&db, &shutdown).await;
+    result(svc.handle(call(&register("pia"), "p-0", false), None).await).unwrap();
+    let login = Call::Login(LoginParams {
+        login: "pia".into(),
+        password: "correct horse battery".into(),
+    });
+    let logins = (0..12).map(|i| svc.handle(call(&login, &format!("p-{}", i + 1), false), None));
+    let mut ok = 0;
+    for reply in futures::future::join_all(logins).await {
+        match result(reply) {
+            Ok(_) => ok += 1,
+            Err(code) => assert_eq!(code, ErrorCode::RateLimited, "busy, never locked"),
+        }
+    }
+    assert!(
+        ok >= 5,
+        "{ok} of 12 overlapping right logins passed; 5 may run at once"
+    );
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM auth.login_throttle")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        rows().await,
+        0,
+        "every place given back, no failure, no counter left"
+    );
+
+    // Five places of checks that never ended: the pair is busy until they expire.
+    let account: String = sqlx::query_scalar("SELECT id::text FROM auth.accounts")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let lost = |expires: &'static str| {
+        let key = format!("pair:{account}@-");
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO auth.login_throttle
+                        (key, failures, pending, pending_expires_at, window_started_at, updated_at)
+                 VALUES ($1, 0, 5, now() + $2::interval, now(), now())
+                 ON CONFLICT (key) DO UPDATE
+                    SET pending = 5, pending_expires_at = excluded.pending_expires_at",
+            )
+            .bind(key)
+            .bind(expires)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    lost("1 hour").await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        result(svc.handle(call(&login, "p-20", false), None).await),
+        Err(ErrorCode::RateLimited)
+    );
+    assert!(
+        started.elapsed() >= auth_svc::throttle::BUSY_WAIT_MAX,
+        "a busy pair is waited for before the attempt is refused"
+    );
+    lost("-1 second").await;
+    result(svc.handle(call(&login, "p-21", false), None).await).unwrap();
+    assert_eq!(rows().await, 0);
     pool.close().await;
     shutdown.cancel();
     cleanup.run().await;

@@ -52,10 +52,10 @@ impl AuthService {
         validate::register(&p)?;
         let address = req.ctx.client_ip.as_deref();
         if let Some(key) = self.settings.throttle.register_rate_key(address)
-            && let Reservation::Refused(body) =
+            && let Reservation::Refused(refusal) =
                 throttle::reserve(&self.pool, &self.settings.throttle, &[key]).await?
         {
-            return Err(ServiceError::Client(body));
+            return Err(ServiceError::Client(refusal.body()));
         }
         let email = p.email.trim().to_lowercase();
         let username = p.username.trim().to_owned();

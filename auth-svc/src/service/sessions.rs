@@ -2,6 +2,7 @@
 //! logout and password changes.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use authstack_bus::IncomingCall;
 use authstack_protocol::rpc::{
@@ -14,11 +15,11 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{AuthService, Caller, Request, ServiceError, ServiceSettings, fail};
-use crate::passwords::Verification;
+use crate::passwords::{Admission, Verification};
 use crate::repo::accounts::LoginCandidate;
 use crate::repo::refresh::{NewRefreshToken, PresentedToken, Replacement};
 use crate::repo::{accounts, refresh, sessions};
-use crate::throttle::{self, Reservation, ThrottleKey};
+use crate::throttle::{self, Outcome, Refusal, Reservation, ThrottleKey};
 use crate::tokens;
 
 fn invalid_credentials() -> ServiceError {
@@ -130,10 +131,11 @@ impl AuthService {
     }
 
     /// Checks a password under throttling: reserves the attempt (refusing locked pairs,
-    /// backed-off accounts and rate-limited addresses before any hashing), waits the address
-    /// delay and verifies. `account` is the id for events. Returns the verification,
-    /// `Mismatch` for an unusable account. On a match the caller gives the reservation back
-    /// ([`throttle::succeeded`]), in the transaction that stores the outcome if there is one.
+    /// backed-off accounts, busy pairs and rate-limited addresses before any hashing), waits the
+    /// address delay and verifies. `account` is the id for events. Returns the verification,
+    /// `Mismatch` for an unusable account; a mismatch is recorded as a failure here. On a match
+    /// the caller ends the reservation ([`throttle::finish`] with `Succeeded`), in the
+    /// transaction that stores the outcome if there is one.
     pub(crate) async fn check_password(
         &self,
         keys: &[ThrottleKey],
@@ -142,19 +144,17 @@ impl AuthService {
         stored: Option<String>,
         usable: bool,
     ) -> Result<Verification, ServiceError> {
-        // A place in the hashing queue first: a full queue answers at once, and a refused
-        // attempt is never counted against anyone.
-        let admission = self.hasher.admit()?;
-        match throttle::reserve(&self.pool, &self.settings.throttle, keys).await? {
-            Reservation::Refused(body) => {
-                let outcome = if body.code == ErrorCode::AccountLocked {
-                    "locked"
-                } else {
-                    "rate_limited"
-                };
-                metrics::counter!("authstack_password_checks_refused_total", "outcome" => outcome)
-                    .increment(1);
-                if body.code == ErrorCode::AccountLocked {
+        let policy = &self.settings.throttle;
+        let (admission, reservation) = self.admit_and_reserve(keys).await?;
+        match reservation {
+            Reservation::Refused(refusal) => {
+                metrics::counter!(
+                    "authstack_password_checks_refused_total",
+                    "outcome" => refusal.label()
+                )
+                .increment(1);
+                let body = refusal.body();
+                if let Refusal::Locked { .. } = refusal {
                     self.record_events(&[Event::now(
                         EventKind::AccountLocked,
                         account,
@@ -170,11 +170,53 @@ impl AuthService {
             }
             Reservation::Granted(_) => {}
         }
-        let verification = admission.verify(password.0, stored).await?;
-        if !usable {
-            return Ok(Verification::Mismatch);
+        let verification = match admission.verify(password.0, stored).await {
+            Ok(v) if usable => v,
+            Ok(_) => Verification::Mismatch,
+            Err(e) => {
+                // No check happened: give the place back (were this lost too, it expires).
+                if let Err(release) =
+                    throttle::finish_alone(&self.pool, policy, keys, Outcome::Abandoned).await
+                {
+                    tracing::warn!(error = %release, "a password check's place was not given back");
+                }
+                return Err(e.into());
+            }
+        };
+        if matches!(verification, Verification::Mismatch) {
+            throttle::finish_alone(&self.pool, policy, keys, Outcome::Failed).await?;
         }
         Ok(verification)
+    }
+
+    /// A place in the hashing queue, then the throttle's reservation on `keys`. The queue
+    /// first: a full queue answers at once, and a refused attempt is never counted against
+    /// anyone. While the pair or account has as many checks in flight as it may, waits for one
+    /// of them to end (up to [`throttle::BUSY_WAIT_MAX`], holding no place in the queue
+    /// meanwhile), so overlapping right logins queue instead of failing.
+    async fn admit_and_reserve(
+        &self,
+        keys: &[ThrottleKey],
+    ) -> Result<(Admission, Reservation), ServiceError> {
+        let policy = &self.settings.throttle;
+        let mut waited = Duration::ZERO;
+        let mut pause = throttle::BUSY_POLL_FIRST;
+        loop {
+            let admission = self.hasher.admit()?;
+            match throttle::reserve(&self.pool, policy, keys).await? {
+                Reservation::Refused(Refusal::Busy) if waited < throttle::BUSY_WAIT_MAX => {
+                    if waited.is_zero() {
+                        metrics::counter!("authstack_password_checks_queued_total").increment(1);
+                    }
+                    drop(admission);
+                    let step = pause.min(throttle::BUSY_WAIT_MAX - waited);
+                    tokio::time::sleep(step).await;
+                    waited += step;
+                    pause = (pause * 2).min(throttle::BUSY_POLL_MAX);
+                }
+                reservation => return Ok((admission, reservation)),
+            }
+        }
     }
 
     /// Checks the caller's current password (re-authentication for sensitive changes), under
@@ -186,10 +228,8 @@ impl AuthService {
         req: Request<'_>,
     ) -> Result<(), ServiceError> {
         let stored = accounts::password_hash(&self.pool, account).await?;
-        let keys = self
-            .settings
-            .throttle
-            .password_keys(&account.to_string(), req.ctx.client_ip.as_deref());
+        let policy = &self.settings.throttle;
+        let keys = policy.password_keys(&account.to_string(), req.ctx.client_ip.as_deref());
         match self
             .check_password(&keys, Some(account), password, stored, true)
             .await?
@@ -199,7 +239,7 @@ impl AuthService {
                 "current password is wrong",
             )),
             Verification::Match | Verification::MatchRehashed(_) => {
-                throttle::succeeded(&self.pool, &keys).await?;
+                throttle::finish_alone(&self.pool, policy, &keys, Outcome::Succeeded).await?;
                 Ok(())
             }
         }
@@ -222,6 +262,9 @@ impl AuthService {
             .store_login(account.id, session, &token, rehash, &keys, req)
             .await?
         {
+            // Nothing was stored, the reservation's end neither: end it apart.
+            let policy = &self.settings.throttle;
+            throttle::finish_alone(&self.pool, policy, &keys, Outcome::Succeeded).await?;
             return self.replay(req.id).await;
         }
         metrics::counter!("authstack_logins_total", "outcome" => "ok").increment(1);
@@ -269,8 +312,9 @@ impl AuthService {
     }
 
     /// Stores a login in one transaction: the new hash of a rehashed password, the session, its
-    /// first refresh token, the throttle reservation of `keys` given back, the login event and
-    /// the request id. False when the request id was already applied (nothing is stored then).
+    /// first refresh token, the throttle reservation of `keys` ended as a success, the login
+    /// event and the request id. False when the request id was already applied (nothing is
+    /// stored then).
     async fn store_login(
         &self,
         account: Uuid,
@@ -288,7 +332,7 @@ impl AuthService {
         let expires_at = refresh_expiry(created_at, created_at, &self.settings);
         refresh::insert(&mut *tx, token, account, session, expires_at).await?;
         // Here rather than in its own transaction: one commit fewer per login.
-        throttle::succeeded(&mut *tx, keys).await?;
+        throttle::finish(&mut tx, &self.settings.throttle, keys, Outcome::Succeeded).await?;
         let event = Event::now(
             EventKind::AccountLoggedIn,
             Some(account),

@@ -59,6 +59,9 @@ pub const BUSY_WAIT_MAX: Duration = Duration::from_secs(1);
 pub const BUSY_POLL_FIRST: Duration = Duration::from_millis(10);
 /// The longest pause between two asks of a waiting attempt.
 pub const BUSY_POLL_MAX: Duration = Duration::from_millis(80);
+/// Attempts of one replica that may wait for a place at once; more are refused as busy at once,
+/// so a flood of parallel guesses at one account costs one transaction each, not one per pause.
+pub const MAX_WAITING_CHECKS: usize = 16;
 
 /// Thresholds and timing.
 #[derive(Debug, Clone, Copy)]

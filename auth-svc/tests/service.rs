@@ -9,7 +9,7 @@ use auth_svc::outbox::RelaySignal;
 use auth_svc::passwords::PasswordHasherPool;
 use auth_svc::policy::Policy;
 use auth_svc::service::{AuthService, ServiceSettings};
-use auth_svc::throttle::ThrottlePolicy;
+use auth_svc::throttle::{BUSY_WAIT_MAX, MAX_WAITING_CHECKS, ThrottlePolicy};
 use auth_svc::tokens::AccessTokenSettings;
 use authstack_bus::{CancellationToken, IncomingCall, RpcHandler};
 use authstack_keyring::material::generate;
@@ -648,9 +648,33 @@ async fn password_checks_give_their_places_back_and_lost_places_expire() {
         Err(ErrorCode::RateLimited)
     );
     assert!(
-        started.elapsed() >= auth_svc::throttle::BUSY_WAIT_MAX,
+        started.elapsed() >= BUSY_WAIT_MAX,
         "a busy pair is waited for before the attempt is refused"
     );
+    // Only so many attempts of a replica wait; the others are refused at once.
+    let started = std::time::Instant::now();
+    let attempts = (0..MAX_WAITING_CHECKS + 2).map(|i| {
+        let login = &login;
+        let svc = &svc;
+        async move {
+            let reply = svc
+                .handle(call(login, &format!("w-{i}"), false), None)
+                .await;
+            (result(reply), started.elapsed())
+        }
+    });
+    let outcomes = futures::future::join_all(attempts).await;
+    assert!(
+        outcomes
+            .iter()
+            .all(|(r, _)| *r == Err(ErrorCode::RateLimited)),
+        "{outcomes:?}"
+    );
+    let at_once = outcomes
+        .iter()
+        .filter(|(_, t)| *t < BUSY_WAIT_MAX / 2)
+        .count();
+    assert_eq!(at_once, 2, "{outcomes:?}");
     lost("-1 second").await;
     result(svc.handle(call(&login, "p-21", false), None).await).unwrap();
     assert_eq!(rows().await, 0);

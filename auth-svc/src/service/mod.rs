@@ -30,7 +30,7 @@ use crate::policy::Policy;
 pub(crate) use crate::repo::accounts::AccountRow;
 use crate::repo::accounts::AccountWithSession;
 use crate::repo::{self, maintenance, processed};
-use crate::throttle::ThrottlePolicy;
+use crate::throttle::{self, ThrottlePolicy};
 use crate::tokens::AccessTokenSettings;
 
 /// Token and throttling settings of the service.
@@ -159,6 +159,9 @@ pub struct AuthService {
     pub(crate) settings: ServiceSettings,
     pub(crate) policy: Policy,
     pub(crate) relay: RelaySignal,
+    /// Places for attempts waiting while their pair or account is busy
+    /// ([`throttle::MAX_WAITING_CHECKS`]).
+    pub(crate) busy_waiters: tokio::sync::Semaphore,
 }
 
 impl AuthService {
@@ -187,6 +190,7 @@ impl AuthService {
             settings,
             policy,
             relay,
+            busy_waiters: tokio::sync::Semaphore::new(throttle::MAX_WAITING_CHECKS),
         })
     }
 

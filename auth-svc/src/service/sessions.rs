@@ -193,7 +193,8 @@ impl AuthService {
     /// first: a full queue answers at once, and a refused attempt is never counted against
     /// anyone. While the pair or account has as many checks in flight as it may, waits for one
     /// of them to end (up to [`throttle::BUSY_WAIT_MAX`], holding no place in the queue
-    /// meanwhile), so overlapping right logins queue instead of failing.
+    /// meanwhile, and only while fewer than [`throttle::MAX_WAITING_CHECKS`] attempts of this
+    /// replica wait), so overlapping right logins queue instead of failing.
     async fn admit_and_reserve(
         &self,
         keys: &[ThrottleKey],
@@ -201,13 +202,20 @@ impl AuthService {
         let policy = &self.settings.throttle;
         let mut waited = Duration::ZERO;
         let mut pause = throttle::BUSY_POLL_FIRST;
+        let mut waiting = None;
         loop {
             let admission = self.hasher.admit()?;
-            match throttle::reserve(&self.pool, policy, keys).await? {
-                Reservation::Refused(Refusal::Busy) if waited < throttle::BUSY_WAIT_MAX => {
-                    if waited.is_zero() {
-                        metrics::counter!("authstack_password_checks_queued_total").increment(1);
-                    }
+            let reservation = throttle::reserve(&self.pool, policy, keys).await?;
+            if waiting.is_none() && reservation == Reservation::Refused(Refusal::Busy) {
+                waiting = self.busy_waiters.try_acquire().ok();
+                if waiting.is_some() {
+                    metrics::counter!("authstack_password_checks_queued_total").increment(1);
+                }
+            }
+            match reservation {
+                Reservation::Refused(Refusal::Busy)
+                    if waiting.is_some() && waited < throttle::BUSY_WAIT_MAX =>
+                {
                     drop(admission);
                     let step = pause.min(throttle::BUSY_WAIT_MAX - waited);
                     tokio::time::sleep(step).await;

@@ -345,7 +345,7 @@ impl Default for Argon2Spec {
     }
 }
 
-/// Login throttling.
+/// Login throttling: per (account, client address) pair, per client address, per account.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 #[schemars(extend("x-kubernetes-validations" = [{
@@ -358,16 +358,20 @@ impl Default for Argon2Spec {
     "fieldPath": ".duration"
 }]))]
 pub struct LockoutSpec {
-    /// Failed logins of one account within `window` that lock it.
+    /// Wrong passwords for one account from one client address within `window` that lock
+    /// that address out of that account (other addresses are not affected); also how many
+    /// password checks of the pair may run at once.
     #[schemars(range(min = 1, max = 1000))]
     pub max_failures: i32,
     /// Sliding window over which failures are counted (Go duration, at least "1s").
     #[schemars(regex(pattern = DURATION), length(max = 32))]
     pub window: String,
-    /// How long a locked account (or address) stays locked (Go duration, at least "1s").
+    /// How long a locked (account, address) pair stays locked (Go duration, at least "1s").
     #[schemars(regex(pattern = DURATION), length(max = 32))]
     pub duration: String,
-    /// Failed logins from one client address within `window` that lock the address.
+    /// Failed logins from one client address within `window` from which each further attempt
+    /// from it is delayed (100 ms, doubling per failure, at most 2 s); never refused, so a
+    /// shared proxy address keeps working.
     #[schemars(range(min = 1, max = 100000))]
     pub address_max_failures: i32,
 }

@@ -210,6 +210,41 @@ fn refresh_with(token: &serde_json::Value) -> Call {
     })
 }
 
+/// When a batch's rotation commits but its reply is lost, its calls take the single path with
+/// the same request ids and find their tokens spent — by themselves, not by a thief. Without a
+/// grace window to answer from, that must not count as reuse: the revocation is written in the
+/// transaction that claims the request id, which is taken, so it is rolled back and the
+/// request answered as a replay; the session lives on.
+#[tokio::test]
+async fn a_refresh_finding_its_token_spent_by_its_own_request_is_not_reuse() {
+    let (db, cleanup) = database().await;
+    let shutdown = CancellationToken::new();
+    let svc = service(&db, &shutdown).await; // no grace window
+    let pair = logged_in(&svc, "rui", "r").await;
+    let refresh = refresh_with(&pair["refresh_token"]);
+    let next = result(svc.handle(call(&refresh, "r-2", false), None).await).unwrap();
+    // The same request once more, a first delivery as far as the single path knows.
+    assert_eq!(
+        result(svc.handle(call(&refresh, "r-2", false), None).await),
+        Err(ErrorCode::Conflict)
+    );
+    let after = result(
+        svc.handle(
+            call(&refresh_with(&next["refresh_token"]), "r-3", false),
+            None,
+        )
+        .await,
+    );
+    assert!(after.is_ok(), "the session was revoked: {after:?}");
+    // A different request presenting the spent token is reuse, as before.
+    assert_eq!(
+        result(svc.handle(call(&refresh, "r-4", false), None).await),
+        Err(ErrorCode::InvalidToken)
+    );
+    shutdown.cancel();
+    cleanup.run().await;
+}
+
 /// A batch's refresh calls are prepared together (`prepare`: their tokens read in one query,
 /// those that can be rotated in one statement); each then answers as it would alone — also a
 /// retry whose token was spent after the batch was read (the locked path: the grace window's

@@ -42,6 +42,11 @@ fn migrator(create_schema: bool) -> Migrator {
             "throttle_pending_checks",
             include_str!("../migrations/0004_throttle_pending_checks.sql"),
         ),
+        migration(
+            5,
+            "throttle_pending_buckets",
+            include_str!("../migrations/0005_throttle_pending_buckets.sql"),
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

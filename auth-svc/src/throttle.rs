@@ -24,9 +24,11 @@
 //!   one up to `address_delay_max`. A shared proxy address is slowed down, never refused.
 //! - **rate** (login, registration): at most `n` attempts per minute from one address.
 //!
-//! A place never given back (a replica stopped mid-check) is forgotten [`PENDING_TTL`] after
-//! the key's last reservation. Unknown logins are keyed by their normalised name, exactly like
-//! accounts.
+//! Places are counted in buckets of [`PENDING_TTL`]: a place never given back (a replica
+//! stopped mid-check, a failure that could not be written) is forgotten when the bucket after
+//! its own ends — one to two spans after it was taken, however busy the key — and counts as a
+//! failure then, so a check whose failure was lost still counts. Unknown logins are keyed by
+//! their normalised name, exactly like accounts.
 
 use std::time::Duration;
 
@@ -42,10 +44,15 @@ pub const ADDRESS_DELAY_BASE: Duration = Duration::from_millis(100);
 pub const ACCOUNT_BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// The window of per-address rate limits.
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
-/// How long a key's pending checks are kept after its last reservation when none of them
-/// finishes: longer than any check takes (the hashing queue, at most 30 s of address delay, the
-/// hash itself), so only places of checks that will never finish are forgotten.
+/// The span of one bucket of pending places. A place is forgotten one to two spans after it was
+/// taken: longer than any check takes (the hashing queue, at most 30 s of address delay, the
+/// hash itself), so only places of checks that will never end are forgotten.
 pub const PENDING_TTL: Duration = Duration::from_secs(60);
+
+/// The bucket of pending places that `now` falls in.
+pub fn pending_epoch(now: DateTime<Utc>) -> i64 {
+    now.timestamp().div_euclid(PENDING_TTL.as_secs() as i64)
+}
 /// `Retry-After` of an attempt refused because as many checks as it may have are in flight:
 /// about the time one check takes to finish.
 pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
@@ -167,10 +174,12 @@ fn rate_key(what: &str, per_minute: u32, address: Option<&str>) -> Option<Thrott
 pub struct Counter {
     /// Failures (attempts, for rate keys) in the current window.
     pub failures: i32,
-    /// Checks reserved and not finished (never for rate keys).
+    /// Places taken in bucket `pending_epoch` and not given back (never for rate keys).
     pub pending: i32,
-    /// When the pending checks are forgotten if none of them finishes.
-    pub pending_expires_at: Option<DateTime<Utc>>,
+    /// Places taken in the bucket before it and not given back.
+    pub pending_before: i32,
+    /// The bucket `pending` counts ([`pending_epoch`]).
+    pub pending_epoch: i64,
     /// When the current window started.
     pub window_started_at: DateTime<Utc>,
     /// Pair: locked until. Account: no attempt before.
@@ -180,11 +189,29 @@ pub struct Counter {
 }
 
 impl Counter {
+    /// Checks in flight: the places of both buckets.
+    pub fn in_flight(&self) -> i32 {
+        self.pending.max(0) + self.pending_before.max(0)
+    }
+
+    /// Moves the buckets on to `epoch`; returns the places forgotten on the way.
+    fn roll_to(&mut self, epoch: i64) -> i32 {
+        let forgotten = match epoch - self.pending_epoch {
+            ..=0 => return 0,
+            1 => std::mem::replace(&mut self.pending_before, self.pending),
+            _ => self.pending + std::mem::take(&mut self.pending_before),
+        };
+        self.pending = 0;
+        self.pending_epoch = epoch;
+        forgotten.max(0)
+    }
+
     fn empty(now: DateTime<Utc>) -> Self {
         Counter {
             failures: 0,
             pending: 0,
-            pending_expires_at: None,
+            pending_before: 0,
+            pending_epoch: pending_epoch(now),
             window_started_at: now,
             locked_until: None,
             updated_at: now,
@@ -278,13 +305,10 @@ fn doubling(base: Duration, exponent: u32, max: Duration) -> Duration {
 }
 
 impl ThrottlePolicy {
-    /// A counter as it stands at `now`: its expired window and its expired pending checks
-    /// forgotten.
+    /// A counter as it stands at `now`: its expired window forgotten, its buckets moved on,
+    /// and the places they forgot counted as failures.
     fn current(&self, kind: KeyKind, mut c: Counter, now: DateTime<Utc>) -> Counter {
-        if c.pending_expires_at.is_some_and(|t| t <= now) {
-            c.pending = 0;
-            c.pending_expires_at = None;
-        }
+        let forgotten = c.roll_to(pending_epoch(now));
         let locked = c.locked_until.is_some_and(|t| t > now);
         let expired = match kind {
             KeyKind::Pair | KeyKind::Address => {
@@ -296,13 +320,34 @@ impl ThrottlePolicy {
             KeyKind::Rate(_) => c.window_started_at + chrono(RATE_WINDOW) <= now,
         };
         if expired {
-            Counter {
+            c = Counter {
                 pending: c.pending,
-                pending_expires_at: c.pending_expires_at,
+                pending_before: c.pending_before,
+                pending_epoch: c.pending_epoch,
                 ..Counter::empty(now)
+            };
+        }
+        if forgotten > 0 {
+            self.count_failures(kind, &mut c, forgotten, now);
+        }
+        c
+    }
+
+    /// Adds `n` failures to a counter, with the pair's lock or the account's spacing they set.
+    fn count_failures(&self, kind: KeyKind, c: &mut Counter, n: i32, now: DateTime<Utc>) {
+        c.failures += n;
+        let failures = c.failures.max(0) as u32;
+        let locked = c.locked_until.is_some_and(|t| t > now);
+        match kind {
+            KeyKind::Pair if failures >= self.pair_threshold && !locked => {
+                c.locked_until = Some(now + chrono(self.lock));
             }
-        } else {
-            c
+            KeyKind::Account if failures >= self.account_backoff_threshold => {
+                let n = failures - self.account_backoff_threshold;
+                let spacing = doubling(ACCOUNT_BACKOFF_BASE, n, self.account_backoff_max);
+                c.locked_until = Some(now + chrono(spacing));
+            }
+            _ => {}
         }
     }
 
@@ -344,7 +389,7 @@ impl ThrottlePolicy {
                     if let Some(t) = c.locked_until.filter(|t| *t > now) {
                         locked_for = locked_for.max(Some(secs_until(t, now)));
                     }
-                    busy_key |= c.pending >= self.allowed_in_flight(k.kind, c.failures);
+                    busy_key |= c.in_flight() >= self.allowed_in_flight(k.kind, c.failures);
                 }
                 KeyKind::Rate(limit) if c.failures >= limit as i32 => {
                     let ends = c.window_started_at + chrono(RATE_WINDOW);
@@ -372,9 +417,8 @@ impl ThrottlePolicy {
                     c.failures += 1;
                     return c;
                 }
-                let before = (c.failures.max(0) + c.pending.max(0)) as u32;
+                let before = (c.failures.max(0) + c.in_flight()) as u32;
                 c.pending += 1;
-                c.pending_expires_at = Some(now + chrono(PENDING_TTL));
                 if k.kind == KeyKind::Address && before >= self.address_delay_threshold {
                     let n = before - self.address_delay_threshold;
                     delay = delay.max(doubling(ADDRESS_DELAY_BASE, n, self.address_delay_max));
@@ -385,11 +429,13 @@ impl ThrottlePolicy {
         Decision::Proceed { delay, counters }
     }
 
-    /// A counter after one of its checks ended with `outcome`. Pure: time is an input.
+    /// A counter after its check with a place taken in bucket `epoch` ended with `outcome`.
+    /// Pure: time is an input.
     pub fn finish(
         &self,
         kind: KeyKind,
         counter: Option<Counter>,
+        epoch: i64,
         outcome: Outcome,
         now: DateTime<Utc>,
     ) -> Counter {
@@ -397,9 +443,15 @@ impl ThrottlePolicy {
         if let KeyKind::Rate(_) = kind {
             return c;
         }
-        c.pending = (c.pending - 1).max(0);
-        if c.pending == 0 {
-            c.pending_expires_at = None;
+        // A place already forgotten was counted as a failure then: it is not counted again.
+        let held = match c.pending_epoch - epoch {
+            0 => Some(&mut c.pending),
+            1 => Some(&mut c.pending_before),
+            _ => None,
+        };
+        let forgotten = held.is_none();
+        if let Some(places) = held {
+            *places = (*places - 1).max(0);
         }
         c.updated_at = now;
         match (outcome, kind) {
@@ -408,33 +460,30 @@ impl ThrottlePolicy {
                 c.locked_until = None;
                 c.window_started_at = now;
             }
-            (Outcome::Failed, _) => {
-                c.failures += 1;
-                let failures = c.failures.max(0) as u32;
-                let locked = c.locked_until.is_some_and(|t| t > now);
-                match kind {
-                    KeyKind::Pair if failures >= self.pair_threshold && !locked => {
-                        c.locked_until = Some(now + chrono(self.lock));
-                    }
-                    KeyKind::Account if failures >= self.account_backoff_threshold => {
-                        let n = failures - self.account_backoff_threshold;
-                        let spacing = doubling(ACCOUNT_BACKOFF_BASE, n, self.account_backoff_max);
-                        c.locked_until = Some(now + chrono(spacing));
-                    }
-                    _ => {}
-                }
-            }
+            (Outcome::Failed, _) if !forgotten => self.count_failures(kind, &mut c, 1, now),
             _ => {}
         }
         c
     }
 }
 
+/// A place reserved for one check on its keys, ended by [`finish`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Place {
+    keys: Vec<ThrottleKey>,
+    epoch: i64,
+}
+
 /// The outcome of [`reserve`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reservation {
-    /// Reserved: wait this long, then check the password.
-    Granted(Duration),
+    /// Reserved: wait `delay`, then check the password, then end the `place`.
+    Granted {
+        /// The address delay.
+        delay: Duration,
+        /// The place taken.
+        place: Place,
+    },
     /// Refused before the check.
     Refused(Refusal),
 }
@@ -474,27 +523,35 @@ pub async fn reserve(
         Decision::Proceed { delay, counters } => {
             repo::throttle::store(&mut *tx, &names, &counters).await?;
             tx.commit().await?;
-            Ok(Reservation::Granted(delay))
+            let place = Place {
+                keys,
+                epoch: pending_epoch(now),
+            };
+            Ok(Reservation::Granted { delay, place })
         }
     }
 }
 
-/// Ends a reserved check on `keys` with `outcome`, in the caller's transaction (a success is
-/// stored with the login it allows).
+/// Ends the check of `place` with `outcome`, in the caller's transaction (a success is stored
+/// with the login it allows).
 pub async fn finish(
     conn: &mut PgConnection,
     policy: &ThrottlePolicy,
-    keys: &[ThrottleKey],
+    place: &Place,
     outcome: Outcome,
 ) -> Result<(), sqlx::Error> {
-    let (keys, names) = in_lock_order(keys.iter().filter(|k| !matches!(k.kind, KeyKind::Rate(_))));
+    let held = place
+        .keys
+        .iter()
+        .filter(|k| !matches!(k.kind, KeyKind::Rate(_)));
+    let (keys, names) = in_lock_order(held);
     let rows = repo::throttle::lock(&mut *conn, &names).await?;
     let now = rows.first().map_or_else(Utc::now, |r| r.now);
     let counters: Vec<Counter> = keys
         .iter()
         .map(|k| {
             let stored = rows.iter().find(|r| r.key == k.key).map(|r| r.counter);
-            policy.finish(k.kind, stored, outcome, now)
+            policy.finish(k.kind, stored, place.epoch, outcome, now)
         })
         .collect();
     repo::throttle::store(&mut *conn, &names, &counters).await
@@ -504,11 +561,11 @@ pub async fn finish(
 pub async fn finish_alone(
     pool: &PgPool,
     policy: &ThrottlePolicy,
-    keys: &[ThrottleKey],
+    place: &Place,
     outcome: Outcome,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    finish(&mut tx, policy, keys, outcome).await?;
+    finish(&mut tx, policy, place, outcome).await?;
     tx.commit().await
 }
 
@@ -537,6 +594,8 @@ mod tests {
         keys: Vec<ThrottleKey>,
         counters: Vec<Option<Counter>>,
         now: DateTime<Utc>,
+        /// The buckets of the places taken and not ended, oldest first.
+        places: std::collections::VecDeque<i64>,
     }
 
     impl Sim {
@@ -546,7 +605,9 @@ mod tests {
                 policy: policy(),
                 keys,
                 counters: vec![None; n],
+                // At the start of a bucket.
                 now: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+                places: Default::default(),
             }
         }
 
@@ -555,17 +616,19 @@ mod tests {
             let d = self.policy.decide(&self.keys, &self.counters, self.now);
             if let Decision::Proceed { counters, .. } = &d {
                 self.counters = counters.iter().copied().map(Some).collect();
+                self.places.push_back(pending_epoch(self.now));
             }
             d
         }
 
-        /// Ends one pending attempt.
+        /// Ends the oldest pending attempt.
         fn end(&mut self, outcome: Outcome) {
+            let epoch = self.places.pop_front().expect("a place to end");
             self.counters = self
                 .keys
                 .iter()
                 .zip(&self.counters)
-                .map(|(k, c)| Some(self.policy.finish(k.kind, *c, outcome, self.now)))
+                .map(|(k, c)| Some(self.policy.finish(k.kind, *c, epoch, outcome, self.now)))
                 .collect();
         }
 
@@ -622,7 +685,7 @@ mod tests {
         }
         let pair = sim.counters[0].unwrap();
         assert_eq!(
-            (pair.failures, pair.pending, pair.locked_until),
+            (pair.failures, pair.in_flight(), pair.locked_until),
             (0, 0, None)
         );
         // Two failures leave room for one check at a time.
@@ -636,23 +699,44 @@ mod tests {
     }
 
     #[test]
-    fn places_never_given_back_are_forgotten_after_their_ttl() {
+    fn places_never_given_back_are_forgotten_within_two_spans_and_count_as_failures() {
         let p = policy();
         let mut sim = Sim::new(p.password_keys("acct", Some("10.0.0.1")));
-        for _ in 0..3 {
-            sim.start();
+        // A place taken and never given back (its replica stopped mid-check)...
+        sim.start();
+        let lost = sim.places.pop_front().unwrap();
+        // ...while the key stays in use: checks every 30 s that end without an outcome.
+        let span = chrono(PENDING_TTL).num_seconds();
+        for t in (30..2 * span).step_by(30) {
+            sim.now += chrono::TimeDelta::seconds(30);
+            assert_eq!(refused(&sim.start()), None, "at {t} s");
+            assert_eq!(
+                sim.counters[0].unwrap().in_flight(),
+                2,
+                "at {t} s: still held"
+            );
+            sim.end(Outcome::Abandoned);
         }
-        assert_eq!(sim.start(), Decision::Refused(Refusal::Busy));
-        sim.now += chrono(PENDING_TTL) - chrono::TimeDelta::seconds(1);
-        assert_eq!(sim.start(), Decision::Refused(Refusal::Busy));
-        sim.now += chrono::TimeDelta::seconds(1);
+        // Two spans after it was taken it is forgotten, and counted as a failure on every key.
+        sim.now += chrono::TimeDelta::seconds(30);
         assert_eq!(refused(&sim.start()), None);
-        assert_eq!(sim.counters[0].unwrap().pending, 1);
+        let counters: Vec<Counter> = sim.counters.iter().map(|c| c.unwrap()).collect();
+        assert_eq!(
+            counters.iter().map(|c| c.failures).collect::<Vec<_>>(),
+            [1, 1, 1]
+        );
+        assert_eq!(counters[0].in_flight(), 1, "only the check just started");
         // An abandoned check gives its place back and counts nothing.
         sim.end(Outcome::Abandoned);
         let pair = sim.counters[0].unwrap();
-        assert_eq!((pair.failures, pair.pending), (0, 0));
-        assert_eq!(sim.counters[2].unwrap().failures, 0);
+        assert_eq!((pair.failures, pair.in_flight()), (1, 0));
+        // A check ending after its place was forgotten is not counted twice.
+        sim.start();
+        sim.now += chrono::TimeDelta::seconds(2 * span);
+        sim.end(Outcome::Failed);
+        let pair = sim.counters[0].unwrap();
+        assert_eq!((pair.failures, pair.in_flight()), (2, 0));
+        assert_ne!(lost, pending_epoch(sim.now));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use auth_svc::outbox::RelaySignal;
 use auth_svc::passwords::PasswordHasherPool;
 use auth_svc::policy::Policy;
 use auth_svc::service::{AuthService, ServiceSettings};
-use auth_svc::throttle::{BUSY_WAIT_MAX, MAX_WAITING_CHECKS, ThrottlePolicy};
+use auth_svc::throttle::{BUSY_WAIT_MAX, MAX_WAITING_CHECKS, PENDING_TTL, ThrottlePolicy};
 use auth_svc::tokens::AccessTokenSettings;
 use authstack_bus::{CancellationToken, IncomingCall, RpcHandler};
 use authstack_keyring::material::generate;
@@ -653,30 +653,34 @@ async fn password_checks_give_their_places_back_and_lost_places_expire() {
         "every place given back, no failure, no counter left"
     );
 
-    // Five places of checks that never ended: the pair is busy until they expire.
+    // Places of checks that never ended (a replica gone mid-hash), taken `ago` buckets of
+    // PENDING_TTL before this one: five fill the pair's places until they are forgotten.
     let account: String = sqlx::query_scalar("SELECT id::text FROM auth.accounts")
         .fetch_one(&pool)
         .await
         .unwrap();
-    let lost = |expires: &'static str| {
+    let lost = |places: i32, ago: i64| {
         let key = format!("pair:{account}@-");
         let pool = pool.clone();
         async move {
             sqlx::query(
                 "INSERT INTO auth.login_throttle
-                        (key, failures, pending, pending_expires_at, window_started_at, updated_at)
-                 VALUES ($1, 0, 5, now() + $2::interval, now(), now())
+                        (key, failures, pending, pending_epoch, window_started_at, updated_at)
+                 VALUES ($1, 0, $2, floor(extract(epoch FROM now()) / $4)::int8 - $3, now(),
+                         now())
                  ON CONFLICT (key) DO UPDATE
-                    SET pending = 5, pending_expires_at = excluded.pending_expires_at",
+                    SET pending = excluded.pending, pending_epoch = excluded.pending_epoch",
             )
             .bind(key)
-            .bind(expires)
+            .bind(places)
+            .bind(ago)
+            .bind(PENDING_TTL.as_secs() as i64)
             .execute(&pool)
             .await
             .unwrap();
         }
     };
-    lost("1 hour").await;
+    lost(5, 0).await;
     let started = std::time::Instant::now();
     assert_eq!(
         result(svc.handle(call(&login, "p-20", false), None).await),
@@ -710,8 +714,15 @@ async fn password_checks_give_their_places_back_and_lost_places_expire() {
         .filter(|(_, t)| *t < BUSY_WAIT_MAX / 2)
         .count();
     assert_eq!(at_once, 2, "{outcomes:?}");
-    lost("-1 second").await;
-    result(svc.handle(call(&login, "p-21", false), None).await).unwrap();
+    // Two buckets on they are forgotten, and counted as failures: five lock the pair...
+    lost(5, 2).await;
+    assert_eq!(
+        result(svc.handle(call(&login, "p-21", false), None).await),
+        Err(ErrorCode::AccountLocked)
+    );
+    // ...two do not, and the right password then clears them.
+    lost(2, 2).await;
+    result(svc.handle(call(&login, "p-22", false), None).await).unwrap();
     assert_eq!(rows().await, 0);
     pool.close().await;
     shutdown.cancel();

@@ -20,10 +20,12 @@ pub(crate) async fn lock(
 ) -> sqlx::Result<Vec<StoredCounter>> {
     let rows = sqlx::query!(
         r#"INSERT INTO auth.login_throttle AS t (key, failures, window_started_at, updated_at)
-           SELECT k, 0, now(), now() FROM unnest($1::text[]) WITH ORDINALITY AS u(k, i) ORDER BY i
+           SELECT k, 0, clock_timestamp(), clock_timestamp()
+             FROM unnest($1::text[]) WITH ORDINALITY AS u(k, i) ORDER BY i
            ON CONFLICT (key) DO UPDATE SET key = t.key
-           RETURNING t.key, t.failures, t.pending, t.pending_expires_at, t.window_started_at,
-                     t.locked_until, t.updated_at, now() AS "now!""#,
+           RETURNING t.key, t.failures, t.pending, t.pending_before, t.pending_epoch,
+                     t.window_started_at, t.locked_until, t.updated_at,
+                     clock_timestamp() AS "now!""#,
         keys as &[String]
     )
     .fetch_all(db)
@@ -35,7 +37,8 @@ pub(crate) async fn lock(
             counter: Counter {
                 failures: r.failures,
                 pending: r.pending,
-                pending_expires_at: r.pending_expires_at,
+                pending_before: r.pending_before,
+                pending_epoch: r.pending_epoch,
                 window_started_at: r.window_started_at,
                 locked_until: r.locked_until,
                 updated_at: r.updated_at,
@@ -54,8 +57,8 @@ pub(crate) async fn store(
 ) -> sqlx::Result<()> {
     let failures: Vec<i32> = counters.iter().map(|c| c.failures).collect();
     let pending: Vec<i32> = counters.iter().map(|c| c.pending).collect();
-    let pending_expires_at: Vec<Option<DateTime<Utc>>> =
-        counters.iter().map(|c| c.pending_expires_at).collect();
+    let pending_before: Vec<i32> = counters.iter().map(|c| c.pending_before).collect();
+    let pending_epoch: Vec<i64> = counters.iter().map(|c| c.pending_epoch).collect();
     let window_started_at: Vec<DateTime<Utc>> =
         counters.iter().map(|c| c.window_started_at).collect();
     let locked_until: Vec<Option<DateTime<Utc>>> =
@@ -63,27 +66,28 @@ pub(crate) async fn store(
     let updated_at: Vec<DateTime<Utc>> = counters.iter().map(|c| c.updated_at).collect();
     sqlx::query!(
         "WITH u AS (
-             SELECT *, failures = 0 AND pending = 0 AND locked_until IS NULL AS empty
-               FROM unnest($1::text[], $2::int4[], $3::int4[], $4::timestamptz[],
-                           $5::timestamptz[], $6::timestamptz[], $7::timestamptz[])
-                    AS u(key, failures, pending, pending_expires_at, window_started_at,
-                         locked_until, updated_at)
+             SELECT *, failures = 0 AND pending = 0 AND pending_before = 0
+                       AND locked_until IS NULL AS empty
+               FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int4[], $5::int8[],
+                           $6::timestamptz[], $7::timestamptz[], $8::timestamptz[])
+                    AS u(key, failures, pending, pending_before, pending_epoch,
+                         window_started_at, locked_until, updated_at)
          ), emptied AS (
              DELETE FROM auth.login_throttle t USING u WHERE t.key = u.key AND u.empty
          )
          UPDATE auth.login_throttle AS t
-            SET failures = u.failures, pending = u.pending,
-                pending_expires_at = u.pending_expires_at,
-                window_started_at = u.window_started_at, locked_until = u.locked_until,
-                updated_at = u.updated_at
+            SET failures = u.failures, pending = u.pending, pending_before = u.pending_before,
+                pending_epoch = u.pending_epoch, window_started_at = u.window_started_at,
+                locked_until = u.locked_until, updated_at = u.updated_at
            FROM u
           WHERE t.key = u.key AND NOT u.empty",
         keys as &[String],
         &failures,
         &pending,
-        // Nullable elements: the macro's parameter check knows only arrays of non-null values.
-        &pending_expires_at as _,
+        &pending_before,
+        &pending_epoch,
         &window_started_at,
+        // Nullable elements: the macro's parameter check knows only arrays of non-null values.
         &locked_until as _,
         &updated_at
     )

@@ -19,7 +19,7 @@ use crate::passwords::{Admission, Verification};
 use crate::repo::accounts::LoginCandidate;
 use crate::repo::refresh::{NewRefreshToken, PresentedToken, Replacement};
 use crate::repo::{accounts, refresh, sessions};
-use crate::throttle::{self, Outcome, Refusal, Reservation, ThrottleKey};
+use crate::throttle::{self, Outcome, Place, Refusal, Reservation, ThrottleKey};
 use crate::tokens;
 
 fn invalid_credentials() -> ServiceError {
@@ -133,9 +133,9 @@ impl AuthService {
     /// Checks a password under throttling: reserves the attempt (refusing locked pairs,
     /// backed-off accounts, busy pairs and rate-limited addresses before any hashing), waits the
     /// address delay and verifies. `account` is the id for events. Returns the verification,
-    /// `Mismatch` for an unusable account; a mismatch is recorded as a failure here. On a match
-    /// the caller ends the reservation ([`throttle::finish`] with `Succeeded`), in the
-    /// transaction that stores the outcome if there is one.
+    /// `Mismatch` for an unusable account, and the place taken; a mismatch ends the place as a
+    /// failure here. On a match the caller ends it ([`throttle::finish`] with `Succeeded`), in
+    /// the transaction that stores the outcome if there is one.
     pub(crate) async fn check_password(
         &self,
         keys: &[ThrottleKey],
@@ -143,10 +143,9 @@ impl AuthService {
         password: Secret,
         stored: Option<String>,
         usable: bool,
-    ) -> Result<Verification, ServiceError> {
-        let policy = &self.settings.throttle;
+    ) -> Result<(Verification, Place), ServiceError> {
         let (admission, reservation) = self.admit_and_reserve(keys).await?;
-        match reservation {
+        let place = match reservation {
             Reservation::Refused(refusal) => {
                 metrics::counter!(
                     "authstack_password_checks_refused_total",
@@ -164,29 +163,38 @@ impl AuthService {
                 }
                 return Err(ServiceError::Client(body));
             }
-            Reservation::Granted(delay) if !delay.is_zero() => {
-                metrics::counter!("authstack_password_checks_delayed_total").increment(1);
-                tokio::time::sleep(delay).await;
+            Reservation::Granted { delay, place } => {
+                if !delay.is_zero() {
+                    metrics::counter!("authstack_password_checks_delayed_total").increment(1);
+                    tokio::time::sleep(delay).await;
+                }
+                place
             }
-            Reservation::Granted(_) => {}
-        }
+        };
         let verification = match admission.verify(password.0, stored).await {
             Ok(v) if usable => v,
             Ok(_) => Verification::Mismatch,
             Err(e) => {
-                // No check happened: give the place back (were this lost too, it expires).
-                if let Err(release) =
-                    throttle::finish_alone(&self.pool, policy, keys, Outcome::Abandoned).await
-                {
-                    tracing::warn!(error = %release, "a password check's place was not given back");
-                }
+                // No check happened: give the place back.
+                self.end_place(&place, Outcome::Abandoned).await;
                 return Err(e.into());
             }
         };
         if matches!(verification, Verification::Mismatch) {
-            throttle::finish_alone(&self.pool, policy, keys, Outcome::Failed).await?;
+            // The answer stands even if the failure cannot be written now: its place is then
+            // counted as a failure when its bucket is forgotten.
+            self.end_place(&place, Outcome::Failed).await;
         }
-        Ok(verification)
+        Ok((verification, place))
+    }
+
+    /// Ends `place` in a transaction of its own; a failure to do so is logged, and the place is
+    /// then counted as a failure when forgotten ([`throttle`]).
+    async fn end_place(&self, place: &Place, outcome: Outcome) {
+        let policy = &self.settings.throttle;
+        if let Err(e) = throttle::finish_alone(&self.pool, policy, place, outcome).await {
+            tracing::warn!(error = %e, ?outcome, "a password check's place was not ended");
+        }
     }
 
     /// A place in the hashing queue, then the throttle's reservation on `keys`. The queue
@@ -242,12 +250,12 @@ impl AuthService {
             .check_password(&keys, Some(account), password, stored, true)
             .await?
         {
-            Verification::Mismatch => Err(fail(
+            (Verification::Mismatch, _) => Err(fail(
                 ErrorCode::InvalidCredentials,
                 "current password is wrong",
             )),
-            Verification::Match | Verification::MatchRehashed(_) => {
-                throttle::finish_alone(&self.pool, policy, &keys, Outcome::Succeeded).await?;
+            (Verification::Match | Verification::MatchRehashed(_), place) => {
+                throttle::finish_alone(&self.pool, policy, &place, Outcome::Succeeded).await?;
                 Ok(())
             }
         }
@@ -261,35 +269,53 @@ impl AuthService {
         validate::login(&p)?;
         let login = p.login.trim().to_lowercase();
         let candidate = accounts::find_for_login(&self.pool, &login).await?;
-        let (account, rehash, keys) = self
+        let (account, rehash, place) = self
             .check_login_password(&login, candidate, p.password, req)
             .await?;
+        match self.open_session(&account, rehash, &place, req).await {
+            Ok(Some(pair)) => {
+                metrics::counter!("authstack_logins_total", "outcome" => "ok").increment(1);
+                Ok(RpcReply::ok(&pair))
+            }
+            // Nothing was stored, the place's end neither: end it apart.
+            Ok(None) => {
+                self.end_place(&place, Outcome::Succeeded).await;
+                self.replay(req.id).await
+            }
+            Err(e) => {
+                self.end_place(&place, Outcome::Succeeded).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// A new session for a login whose password was right, stored with the end of its check's
+    /// `place`: its token pair, or `None` when the request id was already applied.
+    async fn open_session(
+        &self,
+        account: &LoginCandidate,
+        rehash: Option<String>,
+        place: &Place,
+        req: Request<'_>,
+    ) -> Result<Option<TokenPair>, ServiceError> {
         let session = Uuid::new_v4();
         let (pair, token) = self.new_pair(account.id, &account.roles, session)?;
-        if !self
-            .store_login(account.id, session, &token, rehash, &keys, req)
-            .await?
-        {
-            // Nothing was stored, the reservation's end neither: end it apart.
-            let policy = &self.settings.throttle;
-            throttle::finish_alone(&self.pool, policy, &keys, Outcome::Succeeded).await?;
-            return self.replay(req.id).await;
-        }
-        metrics::counter!("authstack_logins_total", "outcome" => "ok").increment(1);
-        Ok(RpcReply::ok(&pair))
+        let stored = self
+            .store_login(account.id, session, &token, rehash, place, req)
+            .await?;
+        Ok(stored.then_some(pair))
     }
 
     /// The password check of a login, under throttling by account (or, for unknown logins, by
     /// `login:<name>`), address and login rate. Returns the account, the new hash when its hash
-    /// used outdated parameters, and the throttle keys whose reservation the stored login gives
-    /// back.
+    /// used outdated parameters, and the place the stored login ends.
     async fn check_login_password(
         &self,
         login: &str,
         mut candidate: Option<LoginCandidate>,
         password: Secret,
         req: Request<'_>,
-    ) -> Result<(LoginCandidate, Option<String>, Vec<ThrottleKey>), ServiceError> {
+    ) -> Result<(LoginCandidate, Option<String>, Place), ServiceError> {
         let throttle_name = match &candidate {
             Some(account) => account.id.to_string(),
             None => format!("login:{login}"),
@@ -305,12 +331,12 @@ impl AuthService {
         let stored = candidate
             .as_mut()
             .map(|a| std::mem::take(&mut a.password_hash));
-        let verification = self
+        let (verification, place) = self
             .check_password(&keys, id, password, stored, usable)
             .await?;
         match (candidate, verification) {
-            (Some(account), Verification::Match) => Ok((account, None, keys)),
-            (Some(account), Verification::MatchRehashed(hash)) => Ok((account, Some(hash), keys)),
+            (Some(account), Verification::Match) => Ok((account, None, place)),
+            (Some(account), Verification::MatchRehashed(hash)) => Ok((account, Some(hash), place)),
             _ => {
                 metrics::counter!("authstack_logins_total", "outcome" => "invalid_credentials")
                     .increment(1);
@@ -320,8 +346,8 @@ impl AuthService {
     }
 
     /// Stores a login in one transaction: the new hash of a rehashed password, the session, its
-    /// first refresh token, the throttle reservation of `keys` ended as a success, the login
-    /// event and the request id. False when the request id was already applied (nothing is
+    /// first refresh token, the throttle's `place` ended as a success, the login event and the
+    /// request id. False when the request id was already applied (nothing is
     /// stored then).
     async fn store_login(
         &self,
@@ -329,7 +355,7 @@ impl AuthService {
         session: Uuid,
         token: &NewRefreshToken,
         rehash: Option<String>,
-        keys: &[ThrottleKey],
+        place: &Place,
         req: Request<'_>,
     ) -> Result<bool, ServiceError> {
         let mut tx = self.pool.begin().await?;
@@ -340,7 +366,7 @@ impl AuthService {
         let expires_at = refresh_expiry(created_at, created_at, &self.settings);
         refresh::insert(&mut *tx, token, account, session, expires_at).await?;
         // Here rather than in its own transaction: one commit fewer per login.
-        throttle::finish(&mut tx, &self.settings.throttle, keys, Outcome::Succeeded).await?;
+        throttle::finish(&mut tx, &self.settings.throttle, place, Outcome::Succeeded).await?;
         let event = Event::now(
             EventKind::AccountLoggedIn,
             Some(account),

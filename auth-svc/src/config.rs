@@ -161,7 +161,8 @@ pub struct Config {
     pub processed_request_retention_secs: u64,
 
     /// Seconds ended bookkeeping is kept before housekeeping deletes it: expired refresh tokens,
-    /// revoked or expired sessions, idle throttling counters.
+    /// revoked or expired sessions, idle throttling counters (these never before the lockout
+    /// window, whose failures they may still hold).
     #[arg(long, env = "AUTH_ENDED_RETENTION_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..))]
     pub ended_retention_secs: u64,
 

@@ -33,9 +33,20 @@ fn cheap_hasher() -> PasswordHasherPool {
 
 async fn service_with(
     db: &TestDatabase,
+    shutdown: &CancellationToken,
+    hasher: PasswordHasherPool,
+    reuse_grace: Duration,
+) -> Arc<AuthService> {
+    service_tweaked(db, shutdown, hasher, reuse_grace, |_| {}).await
+}
+
+/// [`service_with`], its settings changed by `tweak` first.
+async fn service_tweaked(
+    db: &TestDatabase,
     _shutdown: &CancellationToken,
     hasher: PasswordHasherPool,
     reuse_grace: Duration,
+    tweak: impl FnOnce(&mut ServiceSettings),
 ) -> Arc<AuthService> {
     let pool = auth_svc::db::connect_and_migrate(&db.url, 8, Duration::from_secs(10))
         .await
@@ -44,35 +55,37 @@ async fn service_with(
         generate(SigningAlgorithm::EdDSA).unwrap(),
         chrono::Utc::now(),
     );
+    let mut settings = ServiceSettings {
+        tokens: AccessTokenSettings {
+            issuer: "iss".into(),
+            audience: "aud".into(),
+            ttl_secs: 900,
+        },
+        refresh_ttl: Duration::from_secs(3600),
+        reuse_grace,
+        session_max_lifetime: Duration::from_secs(86_400),
+        throttle: ThrottlePolicy {
+            pair_threshold: 5,
+            lock: Duration::from_secs(60),
+            window: Duration::from_secs(60),
+            account_backoff_threshold: 20,
+            account_backoff_max: Duration::from_secs(60),
+            address_delay_threshold: 50,
+            address_delay_max: Duration::from_secs(1),
+            login_rate: 0,
+            register_rate: 0,
+        },
+        clock_skew_secs: 30,
+        token_cache_capacity: 100,
+        processed_request_retention: Duration::from_secs(3600),
+        ended_retention: Duration::from_secs(86_400),
+    };
+    tweak(&mut settings);
     AuthService::new(
         pool,
         hasher,
         KeyStore::fixed(&ring).unwrap(),
-        ServiceSettings {
-            tokens: AccessTokenSettings {
-                issuer: "iss".into(),
-                audience: "aud".into(),
-                ttl_secs: 900,
-            },
-            refresh_ttl: Duration::from_secs(3600),
-            reuse_grace,
-            session_max_lifetime: Duration::from_secs(86_400),
-            throttle: ThrottlePolicy {
-                pair_threshold: 5,
-                lock: Duration::from_secs(60),
-                window: Duration::from_secs(60),
-                account_backoff_threshold: 20,
-                account_backoff_max: Duration::from_secs(60),
-                address_delay_threshold: 50,
-                address_delay_max: Duration::from_secs(1),
-                login_rate: 0,
-                register_rate: 0,
-            },
-            clock_skew_secs: 30,
-            token_cache_capacity: 100,
-            processed_request_retention: Duration::from_secs(3600),
-            ended_retention: Duration::from_secs(86_400),
-        },
+        settings,
         Policy::default(),
         RelaySignal::default(),
     )
@@ -916,6 +929,43 @@ async fn login_rehashes_a_password_stored_with_old_parameters() {
     result(new.handle(call(&login, "r-2", false), None).await).unwrap();
     assert!(hash().await.contains("m=19456,t=2,p=1"), "{}", hash().await);
     result(new.handle(call(&login, "r-3", false), None).await).unwrap();
+    pool.close().await;
+    shutdown.cancel();
+    cleanup.run().await;
+}
+
+/// Housekeeping keeps a throttle counter that still holds failures within the lockout window,
+/// however short the retention of ended bookkeeping is set (it can be 60 s, the window 15 min):
+/// deleting it would hand a guesser a fresh count.
+#[tokio::test]
+async fn housekeeping_keeps_throttle_counters_inside_their_window() {
+    let (db, cleanup) = database().await;
+    let shutdown = CancellationToken::new();
+    let svc = service_tweaked(&db, &shutdown, cheap_hasher(), Duration::ZERO, |s| {
+        s.ended_retention = Duration::from_secs(60);
+        s.throttle.window = Duration::from_secs(3600);
+    })
+    .await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO auth.login_throttle (key, failures, window_started_at, updated_at)
+         VALUES ('pair:guessed@-', 4, now() - interval '10 minutes',
+                 now() - interval '10 minutes'),
+                ('pair:old@-', 4, now() - interval '2 hours', now() - interval '2 hours')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    svc.purge_expired().await.unwrap();
+    let kept: Vec<String> = sqlx::query_scalar("SELECT key FROM auth.login_throttle")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        ["pair:guessed@-"],
+        "the window's failures stay, older ones go"
+    );
     pool.close().await;
     shutdown.cancel();
     cleanup.run().await;

@@ -439,8 +439,8 @@ impl AuthService {
     /// Deletes bookkeeping that can no longer matter: processed request ids older than
     /// [`ServiceSettings::processed_request_retention`], refresh tokens expired, sessions
     /// revoked or past their lifetime, and idle throttles for
-    /// [`ServiceSettings::ended_retention`]; and forgets sealed successors once no grace window
-    /// can still need them.
+    /// [`ServiceSettings::ended_retention`] (throttles never within the lockout window); and
+    /// forgets sealed successors once no grace window can still need them.
     pub async fn purge_expired(&self) -> Result<u64, sqlx::Error> {
         use maintenance::whole_table;
         let pool = &self.pool;
@@ -448,6 +448,11 @@ impl AuthService {
         let retention = self.settings.processed_request_retention;
         let lifetime = self.settings.session_max_lifetime;
         let grace = Duration::from_secs(authstack_protocol::limits::REFRESH_REUSE_GRACE_MAX_SECS);
+        // A throttle counter idle for less than the lockout window may still hold failures that
+        // count, and one holding places keeps them until its buckets forget them.
+        let idle_throttle = ended
+            .max(self.settings.throttle.window)
+            .max(throttle::PENDING_TTL * 2);
         // A transaction per statement: none holds its rows longer than it needs them.
         let removed = whole_table(pool, async |db| {
             maintenance::delete_processed_requests(db, retention).await
@@ -458,7 +463,7 @@ impl AuthService {
             })
             .await?
             + whole_table(pool, async |db| {
-                maintenance::delete_idle_throttles(db, ended).await
+                maintenance::delete_idle_throttles(db, idle_throttle).await
             })
             .await?
             + whole_table(pool, async |db| {

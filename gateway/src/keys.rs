@@ -26,6 +26,11 @@ use authstack_protocol::rpc::{Call, CallContext, RpcRequest};
 use authstack_protocol::{ErrorBody, ErrorCode, EventKind};
 use axum::body::Bytes;
 
+/// Asks made for one `keys.rotated` hint at most, one per on-demand interval (1 s by default):
+/// long enough for every auth-svc replica to load a ring the hint announced (they poll their
+/// ring file every second after the kubelet projects it).
+const HINT_ATTEMPTS: u32 = 10;
+
 /// One verification key set, ready to use.
 pub struct VerificationKeys {
     /// Ring generation.
@@ -198,13 +203,16 @@ impl KeyManager {
     }
 
     /// Follows a `keys.rotated` hint announcing `generation`: asks auth-svc (within the
-    /// on-demand rate limit) until a replica answers with at least that generation, a few times
-    /// at most. The event's own key set is never used.
+    /// on-demand rate limit) until a replica answers with at least that generation, once per
+    /// on-demand interval, [`HINT_ATTEMPTS`] times at most. The replica answering may not have
+    /// loaded the announced ring yet, and the new key may sign as soon as the propagation delay
+    /// after it was published has passed, so the next ask comes one interval later, not after a
+    /// growing pause. The event's own key set is never used.
     async fn follow_hint(&self, generation: Option<u64>, shutdown: &CancellationToken) {
         let known = || self.current().map_or(0, |k| k.generation);
-        for attempt in 0..4u32 {
+        for attempt in 0..HINT_ATTEMPTS {
             if attempt > 0 {
-                tokio::time::sleep(self.on_demand_interval * attempt).await;
+                tokio::time::sleep(self.on_demand_interval).await;
             }
             if shutdown.is_cancelled() || generation.is_some_and(|g| known() >= g) {
                 return;

@@ -500,6 +500,22 @@ fn in_lock_order<'a>(
     (keys, names)
 }
 
+/// The counters of `keys` (named `names`, in lock order), their rows created if missing and
+/// locked, in the order of `keys`, and the database's clock.
+async fn lock_counters(
+    conn: &mut PgConnection,
+    keys: &[ThrottleKey],
+    names: &[String],
+) -> Result<(Vec<Option<Counter>>, DateTime<Utc>), sqlx::Error> {
+    let rows = repo::throttle::lock(conn, names).await?;
+    let now = rows.first().map_or_else(Utc::now, |r| r.now);
+    let counters = keys
+        .iter()
+        .map(|k| rows.iter().find(|r| r.key == k.key).map(|r| r.counter))
+        .collect();
+    Ok((counters, now))
+}
+
 /// Reserves one attempt against `keys`, atomically across replicas.
 pub async fn reserve(
     pool: &PgPool,
@@ -508,13 +524,7 @@ pub async fn reserve(
 ) -> Result<Reservation, sqlx::Error> {
     let (keys, names) = in_lock_order(keys.iter());
     let mut tx = pool.begin().await?;
-    // Missing rows are created (as empty counters) and every row is locked, in key order.
-    let rows = repo::throttle::lock(&mut *tx, &names).await?;
-    let now = rows.first().map_or_else(Utc::now, |r| r.now);
-    let counters: Vec<Option<Counter>> = keys
-        .iter()
-        .map(|k| rows.iter().find(|r| r.key == k.key).map(|r| r.counter))
-        .collect();
+    let (counters, now) = lock_counters(&mut tx, &keys, &names).await?;
     match policy.decide(&keys, &counters, now) {
         Decision::Refused(refusal) => {
             tx.rollback().await?;
@@ -545,14 +555,11 @@ pub async fn finish(
         .iter()
         .filter(|k| !matches!(k.kind, KeyKind::Rate(_)));
     let (keys, names) = in_lock_order(held);
-    let rows = repo::throttle::lock(&mut *conn, &names).await?;
-    let now = rows.first().map_or_else(Utc::now, |r| r.now);
+    let (stored, now) = lock_counters(conn, &keys, &names).await?;
     let counters: Vec<Counter> = keys
         .iter()
-        .map(|k| {
-            let stored = rows.iter().find(|r| r.key == k.key).map(|r| r.counter);
-            policy.finish(k.kind, stored, place.epoch, outcome, now)
-        })
+        .zip(stored)
+        .map(|(k, c)| policy.finish(k.kind, c, place.epoch, outcome, now))
         .collect();
     repo::throttle::store(&mut *conn, &names, &counters).await
 }

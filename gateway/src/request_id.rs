@@ -59,8 +59,8 @@ impl Default for RequestIds {
 }
 
 impl RequestIds {
-    /// A fresh request id: `<prefix>-<counter in hex>`, written into a string of its final
-    /// size (it runs for every request).
+    /// A fresh request id: `<prefix>-<counter in hex>`, written into a string sized for the
+    /// longest id, so it never grows (it runs for every request).
     pub fn next(&self) -> Arc<str> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let mut id = String::with_capacity(self.prefix.len() + 17);

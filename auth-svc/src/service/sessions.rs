@@ -213,17 +213,18 @@ impl AuthService {
         let mut waiting = None;
         loop {
             let admission = self.hasher.admit()?;
-            let reservation = throttle::reserve(&self.pool, policy, keys).await?;
-            if waiting.is_none() && reservation == Reservation::Refused(Refusal::Busy) {
-                waiting = self.busy_waiters.try_acquire().ok();
-                if waiting.is_some() {
-                    metrics::counter!("authstack_password_checks_queued_total").increment(1);
-                }
-            }
-            match reservation {
-                Reservation::Refused(Refusal::Busy)
-                    if waiting.is_some() && waited < throttle::BUSY_WAIT_MAX =>
-                {
+            match throttle::reserve(&self.pool, policy, keys).await? {
+                busy @ Reservation::Refused(Refusal::Busy) => {
+                    if waiting.is_none() {
+                        waiting = self.busy_waiters.try_acquire().ok();
+                        if waiting.is_some() {
+                            metrics::counter!("authstack_password_checks_queued_total")
+                                .increment(1);
+                        }
+                    }
+                    if waiting.is_none() || waited >= throttle::BUSY_WAIT_MAX {
+                        return Ok((admission, busy));
+                    }
                     drop(admission);
                     let step = pause.min(throttle::BUSY_WAIT_MAX - waited);
                     tokio::time::sleep(step).await;
@@ -347,8 +348,7 @@ impl AuthService {
 
     /// Stores a login in one transaction: the new hash of a rehashed password, the session, its
     /// first refresh token, the throttle's `place` ended as a success, the login event and the
-    /// request id. False when the request id was already applied (nothing is
-    /// stored then).
+    /// request id. False when the request id was already applied (nothing is stored then).
     async fn store_login(
         &self,
         account: Uuid,

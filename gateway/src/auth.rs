@@ -35,7 +35,8 @@ fn map_verify_error(e: VerifyError) -> ApiError {
     }
 }
 
-/// Verifies `token` (cache first), refreshing the key set once for an unknown `kid`.
+/// Verifies `token` (cache first), refreshing the key set once for an unknown `kid` (or waiting
+/// for the refresh already in flight).
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Arc<VerifiedToken>, ApiError> {
     let Some(keys) = state.keys.current() else {
         return Err(ApiError::new(

@@ -8,6 +8,15 @@
 //! periodically, after every broker reconnect, and when a token names an unknown `kid` (rate
 //! limited, so forged kids cannot flood auth-svc).
 //!
+//! Refreshes are single-flight for unknown kids: a token naming an unknown `kid` that finds the
+//! on-demand slot taken waits for the refreshes in flight at that moment (whatever prompted
+//! them: a `keys.rotated` hint, another unknown kid, the periodic refresh, a reconnect) to
+//! finish, at most the RPC timeout, and then checks its `kid` against the keys in force. During
+//! a rotation the answer already on its way usually brings the new key, so the request succeeds
+//! a few milliseconds later instead of failing. With no refresh in flight it fails at once as
+//! before; waiters never ask auth-svc, and tokens whose `kid` is known never wait, so forged
+//! kids can neither flood auth-svc nor hold up other requests.
+//!
 //! auth-svc replicas may briefly hold different rings during a rotation; the gateway keeps the
 //! highest ring generation it has seen, so an answer from a replica that lags behind never
 //! removes a key. Adoption is a compare-and-swap on the generation: two answers racing cannot
@@ -30,6 +39,33 @@ use axum::body::Bytes;
 /// long enough for every auth-svc replica to load a ring the hint announced (they poll their
 /// ring file every second after the kubelet projects it).
 const HINT_ATTEMPTS: u32 = 10;
+
+/// Refreshes requested and finished since start; one runs at a time (`refresh_lock`), the
+/// others queue, so refreshes are in flight while `requested > finished`.
+#[derive(Debug, Clone, Copy, Default)]
+struct RefreshCounts {
+    requested: u64,
+    finished: u64,
+}
+
+/// A refresh counted as in flight until this is dropped (when it ends, or when its future is
+/// dropped midway, e.g. the request that started it went away).
+struct InFlight<'a>(&'a tokio::sync::watch::Sender<RefreshCounts>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|c| c.finished += 1);
+    }
+}
+
+/// The on-demand refresh slot as a caller found it.
+enum Slot<'a> {
+    /// Claimed: this caller refreshes, counted as in flight from the claim on.
+    Claimed(InFlight<'a>),
+    /// Taken within the interval. `Some(n)`: refreshes were in flight, the last one requested
+    /// being the `n`-th; `None`: none was.
+    Taken(Option<u64>),
+}
 
 /// One verification key set, ready to use.
 pub struct VerificationKeys {
@@ -63,6 +99,8 @@ pub struct KeyManager {
     last_on_demand_refresh: std::sync::Mutex<Option<Instant>>,
     refresh_lock: tokio::sync::Mutex<()>,
     lower_streak: AtomicU32,
+    /// Refreshes in flight, so an unknown kid can wait for the answer already on its way.
+    refreshes: tokio::sync::watch::Sender<RefreshCounts>,
     /// Counts adoptions, so holders of long-lived tokens (WebSockets) can re-check their kid.
     adoptions: tokio::sync::watch::Sender<u64>,
 }
@@ -84,6 +122,7 @@ impl KeyManager {
             last_on_demand_refresh: std::sync::Mutex::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
             lower_streak: AtomicU32::new(0),
+            refreshes: tokio::sync::watch::Sender::new(RefreshCounts::default()),
             adoptions: tokio::sync::watch::Sender::new(0),
         })
     }
@@ -160,6 +199,24 @@ impl KeyManager {
 
     /// Fetches the key set from auth-svc.
     pub async fn refresh(&self, source: Source) -> Result<bool, ErrorBody> {
+        let _in_flight = self.begin_refresh();
+        self.fetch(source).await
+    }
+
+    /// Counts a refresh as in flight until the returned guard is dropped.
+    fn begin_refresh(&self) -> InFlight<'_> {
+        self.refreshes.send_modify(|c| c.requested += 1);
+        InFlight(&self.refreshes)
+    }
+
+    /// The last refresh requested, if any is still in flight.
+    fn last_in_flight(&self) -> Option<u64> {
+        let c = *self.refreshes.borrow();
+        (c.requested > c.finished).then_some(c.requested)
+    }
+
+    /// Fetches and adopts the key set; the caller counts it as in flight.
+    async fn fetch(&self, source: Source) -> Result<bool, ErrorBody> {
         let _guard = self.refresh_lock.lock().await;
         let request = RpcRequest::new(
             &Call::ListKeys,
@@ -178,28 +235,60 @@ impl KeyManager {
         Ok(self.adopt(set, source))
     }
 
-    /// Claims the on-demand refresh slot: at most one refresh per configured interval.
-    fn on_demand_slot(&self) -> bool {
+    /// Claims the on-demand refresh slot: at most one refresh per configured interval. The
+    /// claim and the count of refreshes in flight are one step under the slot's lock, so a
+    /// caller that finds the slot taken also sees the refresh of whoever took it.
+    fn on_demand_slot(&self) -> Slot<'_> {
         let Ok(mut last) = self.last_on_demand_refresh.lock() else {
-            return false;
+            return Slot::Taken(self.last_in_flight());
         };
         if last.is_some_and(|t| t.elapsed() < self.on_demand_interval) {
             metrics::counter!("authstack_gateway_on_demand_key_refresh_skipped_total").increment(1);
-            return false;
+            return Slot::Taken(self.last_in_flight());
         }
         *last = Some(Instant::now());
-        true
+        Slot::Claimed(self.begin_refresh())
     }
 
-    /// Refreshes because a token named `kid`, at most once per configured interval. Returns
-    /// whether `kid` is known afterwards.
-    pub async fn refresh_for_unknown_kid(&self, kid: &str) -> bool {
-        if self.on_demand_slot()
-            && let Err(e) = self.refresh(Source::Rpc).await
-        {
-            tracing::warn!(error = %e, "key refresh for an unknown kid failed");
-        }
+    /// Whether the keys in force know `kid`.
+    fn knows(&self, kid: &str) -> bool {
         self.current().is_some_and(|k| k.verifier.contains(kid))
+    }
+
+    /// Refreshes because a token named `kid`, at most once per configured interval; when the
+    /// interval's refresh was already taken, waits (at most the RPC timeout) for the refreshes
+    /// in flight, if any. Returns whether `kid` is known afterwards.
+    pub async fn refresh_for_unknown_kid(&self, kid: &str) -> bool {
+        if self.knows(kid) {
+            return true;
+        }
+        match self.on_demand_slot() {
+            Slot::Claimed(in_flight) => {
+                if let Err(e) = self.fetch(Source::Rpc).await {
+                    tracing::warn!(error = %e, "key refresh for an unknown kid failed");
+                }
+                drop(in_flight);
+            }
+            Slot::Taken(Some(last)) => {
+                metrics::counter!("authstack_gateway_on_demand_key_refresh_waits_total")
+                    .increment(1);
+                if !self.wait_for_refreshes(last).await {
+                    tracing::debug!("an unknown kid stopped waiting for a key refresh in flight");
+                }
+            }
+            Slot::Taken(None) => {}
+        }
+        self.knows(kid)
+    }
+
+    /// Waits until the refreshes up to the `last`-th requested have finished (refreshes run one
+    /// at a time, in turn), at most the RPC timeout; returns whether they did.
+    async fn wait_for_refreshes(&self, last: u64) -> bool {
+        let mut counts = self.refreshes.subscribe();
+        let finished = async move { counts.wait_for(|c| c.finished >= last).await.is_ok() };
+        tokio::time::timeout(self.rpc_timeout, finished)
+            .await
+            .unwrap_or(false)
     }
 
     /// Follows a `keys.rotated` hint announcing `generation`: asks auth-svc (within the
@@ -217,12 +306,13 @@ impl KeyManager {
             if shutdown.is_cancelled() || generation.is_some_and(|g| known() >= g) {
                 return;
             }
-            if !self.on_demand_slot() {
+            let Slot::Claimed(in_flight) = self.on_demand_slot() else {
                 continue;
-            }
-            if let Err(e) = self.refresh(Source::Rpc).await {
+            };
+            if let Err(e) = self.fetch(Source::Rpc).await {
                 tracing::warn!(error = %e, "key refresh after keys.rotated failed");
             }
+            drop(in_flight);
             if generation.is_none() {
                 return;
             }
@@ -301,6 +391,11 @@ mod tests {
 
     /// A manager whose broker is unreachable: adoption is all these tests exercise.
     fn manager() -> Arc<KeyManager> {
+        manager_with(Duration::ZERO)
+    }
+
+    /// A manager whose broker is unreachable (every RPC fails at once), RPC timeout 1 s.
+    fn manager_with(on_demand_interval: Duration) -> Arc<KeyManager> {
         let rpc = RpcClient::start(
             RpcClientConfig {
                 url: "amqp://127.0.0.1:1/%2f".into(),
@@ -318,7 +413,7 @@ mod tests {
             audience: "a".into(),
             leeway_secs: 0,
         };
-        KeyManager::new(rpc, expect, Duration::from_secs(1), Duration::ZERO)
+        KeyManager::new(rpc, expect, Duration::from_secs(1), on_demand_interval)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,5 +470,77 @@ mod tests {
             "the ring was recreated"
         );
         assert_eq!(manager.current().unwrap().generation, 3);
+    }
+
+    /// A set of generation `generation` with `more`'s keys added to `base`'s.
+    fn with_keys(base: &KeySet, more: &KeySet, generation: u64) -> KeySet {
+        let mut set = base.clone();
+        set.keys.extend(more.keys.iter().cloned());
+        set.generation = generation;
+        set
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unknown_kid_waits_for_a_refresh_in_flight_but_not_without_one() {
+        let manager = manager_with(Duration::from_secs(3600));
+        let first = key_set(1);
+        assert!(manager.adopt(first.clone(), Source::Rpc));
+        let (incoming, kid) = {
+            let set = key_set(1);
+            let kid = set.active_kid.clone();
+            (with_keys(&first, &set, 2), kid)
+        };
+        // Takes the slot (its refresh fails at once: no broker).
+        assert!(!manager.refresh_for_unknown_kid("other").await);
+
+        // Slot taken, nothing in flight: refused at once.
+        let started = Instant::now();
+        assert!(!manager.refresh_for_unknown_kid(&kid).await);
+        assert!(started.elapsed() < Duration::from_millis(100));
+
+        // A refresh in flight that brings the kid 200 ms later.
+        let in_flight = manager.begin_refresh();
+        let (waiter, started) = {
+            let (manager, kid) = (manager.clone(), kid.clone());
+            let started = Instant::now();
+            (
+                tokio::spawn(async move { manager.refresh_for_unknown_kid(&kid).await }),
+                started,
+            )
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiter.is_finished(), "the waiter gave up early");
+        assert!(manager.adopt(incoming, Source::Rpc));
+        drop(in_flight);
+        assert!(waiter.await.unwrap(), "the kid the refresh brought");
+        assert!(started.elapsed() < Duration::from_secs(1));
+
+        // A refresh in flight that never ends: the wait lasts the RPC timeout, no longer.
+        let in_flight = manager.begin_refresh();
+        let started = Instant::now();
+        assert!(!manager.refresh_for_unknown_kid("forged").await);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_millis(1500),
+            "{waited:?}"
+        );
+        drop(in_flight);
+        assert_eq!(manager.last_in_flight(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refresh_dropped_midway_stops_counting_as_in_flight() {
+        let manager = manager_with(Duration::from_secs(3600));
+        let lock = manager.refresh_lock.lock().await;
+        let queued = {
+            let manager = manager.clone();
+            tokio::spawn(async move { manager.refresh(Source::Periodic).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(manager.last_in_flight(), Some(1));
+        queued.abort();
+        assert!(queued.await.is_err());
+        assert_eq!(manager.last_in_flight(), None);
+        drop(lock);
     }
 }

@@ -19,6 +19,7 @@ use authstack_bus::{IncomingCall, RpcHandler};
 use authstack_protocol::rpc::{Call, CallContext, RpcReply, RpcRequest};
 use authstack_protocol::{ErrorBody, ErrorCode, Event, EventKind, Revocation, TokenPair};
 use chrono::Utc;
+use futures::future::BoxFuture;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
@@ -227,35 +228,40 @@ impl AuthService {
         callers
     }
 
-    /// Dispatches one call.
-    pub(crate) async fn dispatch(
-        &self,
+    /// Dispatches one call. The method's future is boxed in this plain function, sized for
+    /// that method: inline in an async caller, every call (a `users.me` too) would carry the
+    /// state of the largest method (a refresh, 15 KiB), copied each time the call's future
+    /// moves (docs/performance.md).
+    pub(crate) fn dispatch<'a>(
+        &'a self,
         call: Call,
-        ctx: &CallContext,
-        request_id: &str,
-        prepared: Option<&Prepared>,
-    ) -> Result<RpcReply, ServiceError> {
+        ctx: &'a CallContext,
+        request_id: &'a str,
+        prepared: Option<&'a Prepared>,
+    ) -> BoxFuture<'a, Result<RpcReply, ServiceError>> {
         let req = Request {
             ctx,
             id: request_id,
             prepared,
         };
         match call {
-            Call::Register(p) => self.register(p, req).await,
-            Call::Login(p) => self.login(p, req).await,
-            Call::Refresh(p) => self.refresh(p, req).await,
-            Call::Logout(p) => self.logout(p, req).await,
-            Call::LogoutAll => self.logout_all(req).await,
-            Call::GetMe => self.get_me(req).await,
-            Call::UpdateMe(p) => self.update_me(p, req).await,
-            Call::DeleteMe(p) => self.delete_me(p, req).await,
-            Call::ChangePassword(p) => self.change_password(p, req).await,
-            Call::ListUsers(p) => self.list_users(p, req).await,
-            Call::GetUser(p) => self.get_user(p.id, req).await,
-            Call::UpdateUser(p) => self.update_user(p, req).await,
-            Call::DeleteUser(p) => self.delete_user(p.id, req).await,
-            Call::CheckAccess(p) => self.check_access(p, req).await,
-            Call::ListKeys => Ok(RpcReply::ok(&self.keys.current().key_set)),
+            Call::Register(p) => Box::pin(self.register(p, req)),
+            Call::Login(p) => Box::pin(self.login(p, req)),
+            Call::Refresh(p) => Box::pin(self.refresh(p, req)),
+            Call::Logout(p) => Box::pin(self.logout(p, req)),
+            Call::LogoutAll => Box::pin(self.logout_all(req)),
+            Call::GetMe => Box::pin(self.get_me(req)),
+            Call::UpdateMe(p) => Box::pin(self.update_me(p, req)),
+            Call::DeleteMe(p) => Box::pin(self.delete_me(p, req)),
+            Call::ChangePassword(p) => Box::pin(self.change_password(p, req)),
+            Call::ListUsers(p) => Box::pin(self.list_users(p, req)),
+            Call::GetUser(p) => Box::pin(self.get_user(p.id, req)),
+            Call::UpdateUser(p) => Box::pin(self.update_user(p, req)),
+            Call::DeleteUser(p) => Box::pin(self.delete_user(p.id, req)),
+            Call::CheckAccess(p) => Box::pin(self.check_access(p, req)),
+            Call::ListKeys => Box::pin(std::future::ready(Ok(RpcReply::ok(
+                &self.keys.current().key_set,
+            )))),
         }
     }
 
@@ -340,19 +346,26 @@ impl AuthService {
         }))
     }
 
-    /// The reply of a request id that was already applied, if it was.
-    async fn recorded(&self, request_id: &str) -> Result<Option<RpcReply>, ServiceError> {
-        let stored = processed::stored_reply(&self.pool, request_id).await?;
-        Ok(match stored {
-            None => None,
-            Some(Some(value)) => Some(
-                serde_json::from_str::<RpcReply>(&value)
-                    .map_err(|e| ServiceError::Signing(format!("stored reply unreadable: {e}")))?,
-            ),
-            Some(None) => Some(RpcReply::Error(ErrorBody::new(
-                ErrorCode::Conflict,
-                "this request was already processed; send a new request",
-            ))),
+    /// The reply of a request id that was already applied, if it was. Boxed, like
+    /// [`Self::dispatch`]: its query's state stays out of every call's future.
+    fn recorded<'a>(
+        &'a self,
+        request_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RpcReply>, ServiceError>> {
+        Box::pin(async move {
+            let stored = processed::stored_reply(&self.pool, request_id).await?;
+            Ok(match stored {
+                None => None,
+                Some(Some(value)) => {
+                    Some(serde_json::from_str::<RpcReply>(&value).map_err(|e| {
+                        ServiceError::Signing(format!("stored reply unreadable: {e}"))
+                    })?)
+                }
+                Some(None) => Some(RpcReply::Error(ErrorBody::new(
+                    ErrorCode::Conflict,
+                    "this request was already processed; send a new request",
+                ))),
+            })
         })
     }
 
@@ -521,17 +534,21 @@ impl RpcHandler for AuthService {
     /// call, from two calls of a kind on (whether of one client or several): reads the bearer
     /// calls' callers (their access tokens verified here, a cache hit for most: account and
     /// session state), and rotates the refresh calls that can be in one statement
-    /// (`refresh_together`). A failed statement leaves each call to do its own.
-    async fn prepare(&self, calls: &[&IncomingCall]) -> Option<Prepared> {
-        let requests: Vec<&RpcRequest> = calls.iter().map(|c| &c.request).collect();
-        let (callers, refresh) = tokio::join!(
-            self.prepare_callers(&requests),
-            self.refresh_together(calls)
-        );
-        if callers.is_empty() && refresh.is_none() {
-            return None;
-        }
-        Some(Prepared { callers, refresh })
+    /// (`refresh_together`). A failed statement leaves each call to do its own. Boxed, like
+    /// [`AuthService::dispatch`]: the queries' state stays out of the batch's future, which the
+    /// RPC server spawns for every message.
+    fn prepare(&self, calls: &[&IncomingCall]) -> impl Future<Output = Option<Prepared>> + Send {
+        Box::pin(async move {
+            let requests: Vec<&RpcRequest> = calls.iter().map(|c| &c.request).collect();
+            let (callers, refresh) = tokio::join!(
+                self.prepare_callers(&requests),
+                self.refresh_together(calls)
+            );
+            if callers.is_empty() && refresh.is_none() {
+                return None;
+            }
+            Some(Prepared { callers, refresh })
+        })
     }
 
     /// Decodes and dispatches a call. A redelivered mutation (its first delivery may have been

@@ -1099,14 +1099,11 @@ async fn a_call_future_is_sized_for_dispatch_not_for_the_largest_method() {
     let (db, cleanup) = database().await;
     let shutdown = CancellationToken::new();
     let svc = service(&db, &shutdown).await;
-    let refresh = Call::Refresh(RefreshTokenParams {
-        refresh_token: "not a token".into(),
-    });
-    for c in [Call::GetMe, register("ann"), refresh] {
-        let future = svc.handle(call(&c, "r-1", false), None);
-        let size = std::mem::size_of_val(&future);
-        assert!(size <= 1024, "{} future: {size} bytes", c.method());
-    }
+    // One type for every method: the size is the dispatch's, whichever call it carries.
+    let future = svc.handle(call(&Call::GetMe, "r-1", false), None);
+    let size = std::mem::size_of_val(&future);
+    assert!(size <= 1024, "a call's future: {size} bytes");
+    drop(future);
     shutdown.cancel();
     cleanup.run().await;
 }

@@ -8,14 +8,17 @@
 //! periodically, after every broker reconnect, and when a token names an unknown `kid` (rate
 //! limited, so forged kids cannot flood auth-svc).
 //!
-//! Refreshes are single-flight for unknown kids: a token naming an unknown `kid` that finds the
-//! on-demand slot taken waits for the refreshes in flight at that moment (whatever prompted
-//! them: a `keys.rotated` hint, another unknown kid, the periodic refresh, a reconnect) to
-//! finish, at most the RPC timeout, and then checks its `kid` against the keys in force. During
-//! a rotation the answer already on its way usually brings the new key, so the request succeeds
-//! a few milliseconds later instead of failing. With no refresh in flight it fails at once as
-//! before; waiters never ask auth-svc, and tokens whose `kid` is known never wait, so forged
-//! kids can neither flood auth-svc nor hold up other requests.
+//! A token naming an unknown `kid` waits, at most the RPC timeout, for the refreshes in flight
+//! and then checks its `kid` against the keys in force: the refresh it started (run as a task of
+//! its own, so a client that leaves cancels nothing), or, when the interval's on-demand refresh
+//! was already taken, the refreshes running at that moment (whatever prompted them: a
+//! `keys.rotated` hint, another unknown kid, the periodic refresh, a reconnect). During a
+//! rotation the answer already on its way usually brings the new key, so the request succeeds a
+//! few milliseconds later instead of failing. With the slot taken and no refresh in flight, or
+//! while the last refresh got no key set (auth-svc silent or failing), it fails at once; waiters
+//! never ask auth-svc, and tokens whose `kid` is known never wait, so forged kids can neither
+//! flood auth-svc nor hold up other requests. Refreshes run one at a time; waiting for the one
+//! before and the call together last at most the RPC timeout.
 //!
 //! auth-svc replicas may briefly hold different rings during a rotation; the gateway keeps the
 //! highest ring generation it has seen, so an answer from a replica that lags behind never
@@ -24,7 +27,7 @@
 //! refreshes in a row agree, for a ring that was deliberately recreated.)
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -49,19 +52,23 @@ struct RefreshCounts {
 }
 
 /// A refresh counted as in flight until this is dropped (when it ends, or when its future is
-/// dropped midway, e.g. the request that started it went away).
-struct InFlight<'a>(&'a tokio::sync::watch::Sender<RefreshCounts>);
+/// dropped midway).
+struct InFlight {
+    counts: Arc<tokio::sync::watch::Sender<RefreshCounts>>,
+    /// This refresh is the `number`-th requested.
+    number: u64,
+}
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.send_modify(|c| c.finished += 1);
+        self.counts.send_modify(|c| c.finished += 1);
     }
 }
 
 /// The on-demand refresh slot as a caller found it.
-enum Slot<'a> {
+enum Slot {
     /// Claimed: this caller refreshes, counted as in flight from the claim on.
-    Claimed(InFlight<'a>),
+    Claimed(InFlight),
     /// Taken within the interval. `Some(n)`: refreshes were in flight, the last one requested
     /// being the `n`-th; `None`: none was.
     Taken(Option<u64>),
@@ -100,7 +107,10 @@ pub struct KeyManager {
     refresh_lock: tokio::sync::Mutex<()>,
     lower_streak: AtomicU32,
     /// Refreshes in flight, so an unknown kid can wait for the answer already on its way.
-    refreshes: tokio::sync::watch::Sender<RefreshCounts>,
+    refreshes: Arc<tokio::sync::watch::Sender<RefreshCounts>>,
+    /// The last refresh got no key set (auth-svc silent or failing): nobody waits for the
+    /// refreshes in flight then, until one brings a key set again.
+    last_refresh_failed: AtomicBool,
     /// Counts adoptions, so holders of long-lived tokens (WebSockets) can re-check their kid.
     adoptions: tokio::sync::watch::Sender<u64>,
 }
@@ -122,7 +132,8 @@ impl KeyManager {
             last_on_demand_refresh: std::sync::Mutex::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
             lower_streak: AtomicU32::new(0),
-            refreshes: tokio::sync::watch::Sender::new(RefreshCounts::default()),
+            refreshes: Arc::new(tokio::sync::watch::Sender::new(RefreshCounts::default())),
+            last_refresh_failed: AtomicBool::new(false),
             adoptions: tokio::sync::watch::Sender::new(0),
         })
     }
@@ -204,9 +215,16 @@ impl KeyManager {
     }
 
     /// Counts a refresh as in flight until the returned guard is dropped.
-    fn begin_refresh(&self) -> InFlight<'_> {
-        self.refreshes.send_modify(|c| c.requested += 1);
-        InFlight(&self.refreshes)
+    fn begin_refresh(&self) -> InFlight {
+        let mut number = 0;
+        self.refreshes.send_modify(|c| {
+            c.requested += 1;
+            number = c.requested;
+        });
+        InFlight {
+            counts: self.refreshes.clone(),
+            number,
+        }
     }
 
     /// The last refresh requested, if any is still in flight.
@@ -215,9 +233,23 @@ impl KeyManager {
         (c.requested > c.finished).then_some(c.requested)
     }
 
-    /// Fetches and adopts the key set; the caller counts it as in flight.
+    /// Fetches and adopts the key set; the caller counts it as in flight. Refreshes run one at a
+    /// time; waiting for the one before and the call together last at most the RPC timeout.
     async fn fetch(&self, source: Source) -> Result<bool, ErrorBody> {
-        let _guard = self.refresh_lock.lock().await;
+        let result = self.fetch_in_turn(source).await;
+        self.last_refresh_failed
+            .store(result.is_err(), Ordering::Release);
+        result
+    }
+
+    async fn fetch_in_turn(&self, source: Source) -> Result<bool, ErrorBody> {
+        let deadline = tokio::time::Instant::now() + self.rpc_timeout;
+        let Ok(_guard) = tokio::time::timeout_at(deadline, self.refresh_lock.lock()).await else {
+            return Err(ErrorBody::new(
+                ErrorCode::RpcTimeout,
+                "the key refresh before this one did not end in time",
+            ));
+        };
         let request = RpcRequest::new(
             &Call::ListKeys,
             CallContext {
@@ -225,7 +257,8 @@ impl KeyManager {
                 ..Default::default()
             },
         );
-        let raw = self.rpc.call(&request, self.rpc_timeout).await?;
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let raw = self.rpc.call(&request, remaining).await?;
         let set: KeySet = serde_json::from_str(raw.get()).map_err(|e| {
             ErrorBody::new(
                 ErrorCode::RpcBadResponse,
@@ -238,7 +271,7 @@ impl KeyManager {
     /// Claims the on-demand refresh slot: at most one refresh per configured interval. The
     /// claim and the count of refreshes in flight are one step under the slot's lock, so a
     /// caller that finds the slot taken also sees the refresh of whoever took it.
-    fn on_demand_slot(&self) -> Slot<'_> {
+    fn on_demand_slot(&self) -> Slot {
         let Ok(mut last) = self.last_on_demand_refresh.lock() else {
             return Slot::Taken(self.last_in_flight());
         };
@@ -255,40 +288,50 @@ impl KeyManager {
         self.current().is_some_and(|k| k.verifier.contains(kid))
     }
 
-    /// Refreshes because a token named `kid`, at most once per configured interval; when the
-    /// interval's refresh was already taken, waits (at most the RPC timeout) for the refreshes
-    /// in flight, if any. Returns whether `kid` is known afterwards.
-    pub async fn refresh_for_unknown_kid(&self, kid: &str) -> bool {
+    /// Refreshes because a token named `kid`, at most once per configured interval, and waits
+    /// (at most the RPC timeout) for the refreshes in flight: its own — run as a task of its
+    /// own, so a client that leaves does not cancel it for the others — or, when the interval's
+    /// refresh was already taken, those running then, unless the last refresh got no key set
+    /// (auth-svc not answering: refused at once). Returns whether `kid` is known afterwards.
+    pub async fn refresh_for_unknown_kid(self: &Arc<Self>, kid: &str) -> bool {
         if self.knows(kid) {
             return true;
         }
-        match self.on_demand_slot() {
+        let last = match self.on_demand_slot() {
             Slot::Claimed(in_flight) => {
-                if let Err(e) = self.fetch(Source::Rpc).await {
-                    tracing::warn!(error = %e, "key refresh for an unknown kid failed");
-                }
-                drop(in_flight);
+                let number = in_flight.number;
+                let manager = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = manager.fetch(Source::Rpc).await {
+                        tracing::warn!(error = %e, "key refresh for an unknown kid failed");
+                    }
+                    drop(in_flight);
+                });
+                number
             }
-            Slot::Taken(Some(last)) => {
+            Slot::Taken(Some(last)) if !self.last_refresh_failed.load(Ordering::Acquire) => {
                 metrics::counter!("authstack_gateway_on_demand_key_refresh_waits_total")
                     .increment(1);
-                if !self.wait_for_refreshes(last).await {
-                    tracing::debug!("an unknown kid stopped waiting for a key refresh in flight");
-                }
+                last
             }
-            Slot::Taken(None) => {}
+            Slot::Taken(_) => return false,
+        };
+        if !self.wait_for_refreshes(last, kid).await {
+            tracing::debug!("an unknown kid stopped waiting for a key refresh in flight");
         }
         self.knows(kid)
     }
 
-    /// Waits until the refreshes up to the `last`-th requested have finished (refreshes run one
-    /// at a time, in turn), at most the RPC timeout; returns whether they did.
-    async fn wait_for_refreshes(&self, last: u64) -> bool {
+    /// Waits until `kid` is known or the refreshes up to the `last`-th requested have finished
+    /// (refreshes run one at a time, in turn), at most the RPC timeout; returns whether either
+    /// happened.
+    async fn wait_for_refreshes(&self, last: u64, kid: &str) -> bool {
         let mut counts = self.refreshes.subscribe();
-        let finished = async move { counts.wait_for(|c| c.finished >= last).await.is_ok() };
-        tokio::time::timeout(self.rpc_timeout, finished)
-            .await
-            .unwrap_or(false)
+        let done = counts.wait_for(|c| c.finished >= last || self.knows(kid));
+        matches!(
+            tokio::time::timeout(self.rpc_timeout, done).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Follows a `keys.rotated` hint announcing `generation`: asks auth-svc (within the
@@ -496,7 +539,17 @@ mod tests {
         // Slot taken, nothing in flight: refused at once.
         let started = Instant::now();
         assert!(!manager.refresh_for_unknown_kid(&kid).await);
-        assert!(started.elapsed() < Duration::from_millis(100));
+        assert!(started.elapsed() < Duration::from_millis(500));
+
+        // A refresh in flight, but the last one got no key set (auth-svc not answering):
+        // refused at once too, not after the RPC timeout.
+        let in_flight = manager.begin_refresh();
+        let started = Instant::now();
+        assert!(!manager.refresh_for_unknown_kid(&kid).await);
+        assert!(started.elapsed() < Duration::from_millis(500));
+        drop(in_flight);
+        // As after a refresh that brought a key set.
+        manager.last_refresh_failed.store(false, Ordering::Release);
 
         // A refresh in flight that brings the kid 200 ms later.
         let in_flight = manager.begin_refresh();
@@ -521,7 +574,7 @@ mod tests {
         assert!(!manager.refresh_for_unknown_kid("forged").await);
         let waited = started.elapsed();
         assert!(
-            waited >= Duration::from_millis(900) && waited < Duration::from_millis(1500),
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
             "{waited:?}"
         );
         drop(in_flight);
@@ -536,7 +589,11 @@ mod tests {
             let manager = manager.clone();
             tokio::spawn(async move { manager.refresh(Source::Periodic).await })
         };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let end = Instant::now() + Duration::from_secs(10);
+        while manager.last_in_flight().is_none() {
+            assert!(Instant::now() < end, "the refresh never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(manager.last_in_flight(), Some(1));
         queued.abort();
         assert!(queued.await.is_err());

@@ -86,7 +86,7 @@ async fn an_unknown_kid_waits_for_the_key_refresh_in_flight_instead_of_failing()
     first.generation = 1;
     let auth_svc = Arc::new(SlowKeys {
         set: std::sync::Mutex::new(first.clone()),
-        delay_ms: AtomicU64::new(300),
+        delay_ms: AtomicU64::new(1000),
         calls: AtomicUsize::new(0),
     });
     let (_server, run) = RpcServer::start(
@@ -147,6 +147,12 @@ async fn an_unknown_kid_waits_for_the_key_refresh_in_flight_instead_of_failing()
         "a kid that the refresh in flight brings was refused after {:?}",
         started.elapsed()
     );
+    // It waited for the answer (1 s after the call arrived), not found K already adopted.
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "did not wait: {:?}",
+        started.elapsed()
+    );
     assert!(started.elapsed() < rpc_timeout);
     assert!(claimer.await.expect("claimer"), "the claimer's own refresh");
     assert_eq!(
@@ -195,12 +201,29 @@ async fn an_unknown_kid_waits_for_the_key_refresh_in_flight_instead_of_failing()
     let started = Instant::now();
     assert!(!keys.refresh_for_unknown_kid("forged").await);
     assert!(
-        started.elapsed() < rpc_timeout + Duration::from_millis(500),
+        started.elapsed() < rpc_timeout + Duration::from_secs(2),
         "waited {:?}",
         started.elapsed()
     );
     assert!(stuck.await.expect("stuck").is_err(), "the call timed out");
     assert_eq!(auth_svc.calls(), calls + 3);
+
+    // auth-svc still silent: with the last refresh failed, a forged kid does not wait for the
+    // next one in flight (every unknown kid would otherwise hold its connection for the RPC
+    // timeout while auth-svc is stalled).
+    let stuck = {
+        let keys = keys.clone();
+        tokio::spawn(async move { keys.refresh(Source::Periodic).await })
+    };
+    auth_svc.until_calls(calls + 4).await;
+    let started = Instant::now();
+    assert!(!keys.refresh_for_unknown_kid("forged").await);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "waited {:?} behind a stalled auth-svc",
+        started.elapsed()
+    );
+    assert!(stuck.await.expect("stuck").is_err(), "the call timed out");
 
     shutdown.cancel();
     let _ = authstack_bus::delete_names(&admin_url(), &names).await;

@@ -35,8 +35,8 @@ fn map_verify_error(e: VerifyError) -> ApiError {
     }
 }
 
-/// Verifies `token` (cache first), refreshing the key set once for an unknown `kid` (or waiting
-/// for the refresh already in flight).
+/// Verifies `token` (cache first); for an unknown `kid`, waits for the key set's refreshes
+/// first ([`crate::keys::KeyManager::refresh_for_unknown_kid`]).
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Arc<VerifiedToken>, ApiError> {
     let Some(keys) = state.keys.current() else {
         return Err(ApiError::new(

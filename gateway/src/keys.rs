@@ -210,8 +210,7 @@ impl KeyManager {
 
     /// Fetches the key set from auth-svc.
     pub async fn refresh(&self, source: Source) -> Result<bool, ErrorBody> {
-        let _in_flight = self.begin_refresh();
-        self.fetch(source).await
+        self.fetch(self.begin_refresh(), source).await
     }
 
     /// Counts a refresh as in flight until the returned guard is dropped.
@@ -233,12 +232,14 @@ impl KeyManager {
         (c.requested > c.finished).then_some(c.requested)
     }
 
-    /// Fetches and adopts the key set; the caller counts it as in flight. Refreshes run one at a
-    /// time; waiting for the one before and the call together last at most the RPC timeout.
-    async fn fetch(&self, source: Source) -> Result<bool, ErrorBody> {
+    /// Fetches and adopts the key set, counted as in flight until it ends (`in_flight` is
+    /// dropped last, after the outcome is recorded). Refreshes run one at a time; waiting for
+    /// the one before and the call together last at most the RPC timeout.
+    async fn fetch(&self, in_flight: InFlight, source: Source) -> Result<bool, ErrorBody> {
         let result = self.fetch_in_turn(source).await;
         self.last_refresh_failed
             .store(result.is_err(), Ordering::Release);
+        drop(in_flight);
         result
     }
 
@@ -302,10 +303,9 @@ impl KeyManager {
                 let number = in_flight.number;
                 let manager = self.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = manager.fetch(Source::Rpc).await {
+                    if let Err(e) = manager.fetch(in_flight, Source::Rpc).await {
                         tracing::warn!(error = %e, "key refresh for an unknown kid failed");
                     }
-                    drop(in_flight);
                 });
                 number
             }
@@ -352,10 +352,9 @@ impl KeyManager {
             let Slot::Claimed(in_flight) = self.on_demand_slot() else {
                 continue;
             };
-            if let Err(e) = self.fetch(Source::Rpc).await {
+            if let Err(e) = self.fetch(in_flight, Source::Rpc).await {
                 tracing::warn!(error = %e, "key refresh after keys.rotated failed");
             }
-            drop(in_flight);
             if generation.is_none() {
                 return;
             }

@@ -69,15 +69,21 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// a process nobody scrapes grows by 8 bytes per sample (tens of bytes per request).
 pub const METRICS_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Buckets for counts per event (metrics whose name ends in `_calls`, e.g. RPC calls per broker
+/// message): powers of two up to 256 (the largest configurable batch).
+const COUNT_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
 /// Installs the global Prometheus recorder once per process and returns its handle.
 ///
-/// Metrics whose name ends in `_seconds` are histograms with [`LATENCY_BUCKETS`]. Recorded
+/// Metrics whose name ends in `_seconds` are histograms with [`LATENCY_BUCKETS`], those ending
+/// in `_calls` with [`COUNT_BUCKETS`] (any other histogram would be rendered as a summary). Recorded
 /// histogram samples are drained every [`METRICS_UPKEEP_INTERVAL`], scraped or not.
 pub fn metrics() -> Metrics {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     let handle = HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_calls".into()), COUNT_BUCKETS))
             .unwrap_or_else(|_| PrometheusBuilder::new());
         match builder.install_recorder() {
             Ok(handle) => {
@@ -153,6 +159,12 @@ mod tests {
         assert!(
             text.contains("telemetry_test_seconds_bucket{le=\"0.0025\"} 1"),
             "{text}"
+        );
+        metrics::histogram!("telemetry_test_calls").record(3.0);
+        let text = m.render();
+        assert!(
+            text.contains("telemetry_test_calls_bucket{le=\"4\"} 1"),
+            "a count is a histogram with count buckets: {text}"
         );
         // A second call returns a handle to the same recorder.
         assert!(metrics().render().contains("telemetry_test_total"));

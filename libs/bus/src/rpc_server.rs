@@ -583,10 +583,21 @@ fn record(method: &str, reply: &RpcReply, started: Instant) {
         RpcReply::Result(_) => "ok",
         RpcReply::Error(e) => e.code.as_str(),
     };
+    let method = method_label(method, reply);
     metrics::counter!("authstack_rpc_server_requests_total", "method" => method.to_owned(), "outcome" => outcome)
         .increment(1);
     metrics::histogram!("authstack_rpc_server_duration_seconds", "method" => method.to_owned())
         .record(started.elapsed().as_secs_f64());
+}
+
+/// The `method` label of a call's metrics: the method's name, or `unknown` for a name the
+/// handler did not know (answered `common.not_implemented`), so that a publisher inventing
+/// names cannot add a series per name.
+fn method_label<'a>(method: &'a str, reply: &RpcReply) -> &'a str {
+    match reply {
+        RpcReply::Error(e) if e.code == ErrorCode::NotImplemented => "unknown",
+        _ => method,
+    }
 }
 
 /// The reply as it travels (an encoding failure becomes an internal error).
@@ -658,7 +669,18 @@ fn publish_replies(
 
 #[cfg(test)]
 mod tests {
-    use super::AckTracker;
+    use super::{AckTracker, method_label};
+    use authstack_protocol::rpc::RpcReply;
+    use authstack_protocol::{ErrorBody, ErrorCode};
+
+    #[test]
+    fn metrics_label_unknown_methods_as_one() {
+        let unknown = RpcReply::Error(ErrorBody::new(ErrorCode::NotImplemented, "unknown method"));
+        assert_eq!(method_label("auth.fly-4711", &unknown), "unknown");
+        let refused = RpcReply::Error(ErrorBody::new(ErrorCode::NotFound, "no such user"));
+        assert_eq!(method_label("users.get", &refused), "users.get");
+        assert_eq!(method_label("users.me", &RpcReply::ok(&1)), "users.me");
+    }
 
     #[test]
     fn only_the_contiguous_settled_prefix_is_ackable() {

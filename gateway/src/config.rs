@@ -73,6 +73,7 @@ pub struct Config {
 
     /// Most RPC calls sent in one broker message: calls waiting to be published at the same
     /// moment travel together (1: a message per call).
+    // The upper bound is the last bucket of authstack_rpc_client_batch_calls (libs/telemetry).
     #[arg(long, env = "GATEWAY_RPC_MAX_BATCH", default_value_t = authstack_bus::rpc_client::DEFAULT_MAX_BATCH, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub rpc_max_batch: u16,
 

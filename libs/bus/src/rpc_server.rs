@@ -592,7 +592,8 @@ fn record(method: &str, reply: &RpcReply, started: Instant) {
 
 /// The `method` label of a call's metrics: the method's name, or `unknown` for a name the
 /// handler did not know (answered `common.not_implemented`), so that a publisher inventing
-/// names cannot add a series per name.
+/// names cannot add a series per name. Handlers therefore decode the method before anything
+/// else (auth-svc's `RpcRequest::decode`) and answer `common.not_implemented` for nothing else.
 fn method_label<'a>(method: &'a str, reply: &RpcReply) -> &'a str {
     match reply {
         RpcReply::Error(e) if e.code == ErrorCode::NotImplemented => "unknown",

@@ -1,6 +1,7 @@
 //! Histogram samples do not pile up in memory between scrapes: the recorder keeps every sample
 //! until it is drained, and a process nobody scrapes (no Prometheus, or a long scrape interval)
-//! must still drain them. Memory is counted by a global allocator of this test binary.
+//! must still drain them. Memory is counted by a global allocator of this test binary, so this
+//! file holds this one test only (another test running in parallel would count too).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -34,15 +35,19 @@ fn live() -> isize {
 
 #[test]
 fn histogram_samples_are_drained_without_a_scrape() {
+    let installed = Instant::now();
     let _metrics = authstack_telemetry::metrics();
     let histogram = metrics::histogram!("telemetry_upkeep_test_seconds");
     let before = live();
-    // 1M samples: 8 MB as raw samples if nothing drains them.
+    // 1M samples: 16 MB if nothing drains them.
     for i in 0..1_000_000u32 {
         histogram.record(f64::from(i % 1000) / 1e6);
     }
     let piled = live() - before;
-    assert!(piled > 4_000_000, "the samples took only {piled} bytes");
+    // They pile up until the first upkeep (a slow machine may have drained some already).
+    if installed.elapsed() < authstack_telemetry::METRICS_UPKEEP_INTERVAL {
+        assert!(piled > 8_000_000, "the samples took only {piled} bytes");
+    }
     // Nothing renders; the recorder's upkeep must drain them within a few intervals while the
     // process goes on recording (a trickle: drained blocks are freed by the recording threads'
     // epoch-based reclamation, as in a serving process).

@@ -272,6 +272,18 @@ async fn metrics_are_served_on_their_own_listener_only() {
             .unwrap();
         assert_eq!(head.status(), StatusCode::OK);
     }
+    // Invented methods (no other test sends one): refused, and counted under one label, not a
+    // series each.
+    for invented in ["ZZ1", "ZZ2", "ZZ3"] {
+        let method = reqwest::Method::from_bytes(invented.as_bytes()).unwrap();
+        let refused = app
+            .http
+            .request(method, format!("{}/healthz", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
     let metrics = app.http.get(&app.metrics).send().await.unwrap();
     assert_eq!(metrics.status(), StatusCode::OK);
     let text = metrics.text().await.unwrap();
@@ -286,6 +298,16 @@ async fn metrics_are_served_on_their_own_listener_only() {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok());
     assert_eq!(head_count, Some(3.0), "{text}");
+    assert!(!text.contains(r#"method="ZZ"#), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("authstack_http_requests_total{")
+                && l.contains(r#"method="other""#)
+                && l.contains(r#"route="/healthz""#)
+                && l.contains(r#"status="405""#)
+                && l.ends_with(" 3")),
+        "{text}"
+    );
     assert!(
         text.lines().any(
             |l| l.starts_with("authstack_http_request_duration_seconds_count{")

@@ -59,6 +59,21 @@ impl SlowKeys {
     }
 }
 
+/// Starts a periodic refresh and returns once it is the `calls`-th call at the stand-in (in
+/// flight); the task ends with the refresh's outcome.
+async fn periodic_refresh_in_flight(
+    keys: &Arc<KeyManager>,
+    auth_svc: &SlowKeys,
+    calls: usize,
+) -> tokio::task::JoinHandle<Result<bool, authstack_protocol::ErrorBody>> {
+    let refresh = {
+        let keys = keys.clone();
+        tokio::spawn(async move { keys.refresh(Source::Periodic).await })
+    };
+    auth_svc.until_calls(calls).await;
+    refresh
+}
+
 /// A fresh key: its set (one key) and its kid.
 fn new_key() -> (KeySet, String) {
     let ring = KeyRing::with_active_key(
@@ -165,11 +180,7 @@ async fn an_unknown_kid_waits_for_the_key_refresh_in_flight_instead_of_failing()
     // keys.rotated hint follower and reconnects refresh the same way).
     let (l_set, l) = new_key();
     auth_svc.serve(with_keys(&with_keys(&first, &k_set, 2), &l_set, 3));
-    let periodic = {
-        let keys = keys.clone();
-        tokio::spawn(async move { keys.refresh(Source::Periodic).await })
-    };
-    auth_svc.until_calls(calls + 2).await;
+    let periodic = periodic_refresh_in_flight(&keys, &auth_svc, calls + 2).await;
     assert!(
         keys.refresh_for_unknown_kid(&l).await,
         "a kid that the periodic refresh in flight brings was refused"
@@ -193,11 +204,7 @@ async fn an_unknown_kid_waits_for_the_key_refresh_in_flight_instead_of_failing()
     // A refresh in flight that outlives the RPC timeout: a forged kid waits no longer than the
     // timeout, and still asks nothing.
     auth_svc.delay_ms.store(5000, Ordering::SeqCst);
-    let stuck = {
-        let keys = keys.clone();
-        tokio::spawn(async move { keys.refresh(Source::Periodic).await })
-    };
-    auth_svc.until_calls(calls + 3).await;
+    let stuck = periodic_refresh_in_flight(&keys, &auth_svc, calls + 3).await;
     let started = Instant::now();
     assert!(!keys.refresh_for_unknown_kid("forged").await);
     assert!(
@@ -211,11 +218,7 @@ async fn an_unknown_kid_waits_for_the_key_refresh_in_flight_instead_of_failing()
     // auth-svc still silent: with the last refresh failed, a forged kid does not wait for the
     // next one in flight (every unknown kid would otherwise hold its connection for the RPC
     // timeout while auth-svc is stalled).
-    let stuck = {
-        let keys = keys.clone();
-        tokio::spawn(async move { keys.refresh(Source::Periodic).await })
-    };
-    auth_svc.until_calls(calls + 4).await;
+    let stuck = periodic_refresh_in_flight(&keys, &auth_svc, calls + 4).await;
     let started = Instant::now();
     assert!(!keys.refresh_for_unknown_kid("forged").await);
     assert!(

@@ -47,6 +47,11 @@ fn migrator(create_schema: bool) -> Migrator {
             "throttle_pending_buckets",
             include_str!("../migrations/0005_throttle_pending_buckets.sql"),
         ),
+        migration(
+            6,
+            "account_indexes",
+            include_str!("../migrations/0006_account_indexes.sql"),
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),

@@ -87,7 +87,9 @@ pub(crate) async fn find_with_session(
 }
 
 /// [`find_with_session`] for many (account, session) pairs in one query: the pairs whose account
-/// exists, each with its account and whether the session is live.
+/// exists, each with its account and whether the session is live. Each account and session is
+/// read by its key: a subquery under `LIMIT` stays a lookup per pair (as a join or an `EXISTS`,
+/// the planner may hash every account or live session instead, once per execution).
 pub(crate) async fn find_with_sessions(
     db: impl PgExecutor<'_>,
     pairs: &[(Uuid, Uuid)],
@@ -97,14 +99,16 @@ pub(crate) async fn find_with_sessions(
     let rows = sqlx::query!(
         r#"SELECT p.session_id AS "session_id!",
                   a.id, a.email, a.username, a.display_name, a.roles, a.disabled, a.created_at,
-                  a.updated_at,
-                  EXISTS (SELECT 1 FROM auth.sessions s
-                           WHERE s.id = p.session_id AND s.account_id = a.id
-                             AND s.revoked_at IS NULL
-                             AND s.created_at + make_interval(secs => $3) > now())
-                    AS "session_live!"
+                  a.updated_at, coalesce(s.live, false) AS "session_live!"
              FROM unnest($1::uuid[], $2::uuid[]) AS p (account_id, session_id)
-             JOIN auth.accounts a ON a.id = p.account_id"#,
+             CROSS JOIN LATERAL (
+                   SELECT * FROM auth.accounts WHERE id = p.account_id LIMIT 1) a
+             LEFT JOIN LATERAL (
+                   SELECT s.revoked_at IS NULL
+                          AND s.created_at + make_interval(secs => $3) > now() AS live
+                     FROM auth.sessions s
+                    WHERE s.id = p.session_id AND s.account_id = a.id
+                    LIMIT 1) s ON true"#,
         &accounts,
         &sessions,
         secs(session_max_lifetime)
@@ -133,7 +137,8 @@ pub(crate) async fn find_with_sessions(
 }
 
 /// The account whose email or user name is `login` (lower-cased), with its password hash.
-/// User names cannot contain '@' and emails must, so at most one account matches.
+/// User names cannot contain '@' and emails must, so at most one account matches. One lookup
+/// per unique index (an `OR` of the two may be planned as one scan of every account).
 pub(crate) async fn find_for_login(
     db: impl PgExecutor<'_>,
     login: &str,
@@ -142,8 +147,9 @@ pub(crate) async fn find_for_login(
         LoginCandidate,
         "SELECT a.id, a.roles, a.disabled, c.password_hash
            FROM auth.accounts a JOIN auth.credentials c ON c.account_id = a.id
-          WHERE lower(a.email) = $1 OR lower(a.username) = $1
-          LIMIT 1",
+          WHERE a.id = coalesce(
+                (SELECT id FROM auth.accounts WHERE lower(email) = $1),
+                (SELECT id FROM auth.accounts WHERE lower(username) = $1))",
         login
     )
     .fetch_optional(db)
@@ -323,13 +329,14 @@ pub(crate) async fn lock_admins(conn: &mut PgConnection, admin_role: &str) -> sq
     count_active_with_role(conn, admin_role).await
 }
 
-/// How many enabled accounts hold `role`.
+/// How many enabled accounts hold `role` (by the index of roles, migration 0006).
 pub(crate) async fn count_active_with_role(
     db: impl PgExecutor<'_>,
     role: &str,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
-        r#"SELECT count(*) AS "count!" FROM auth.accounts WHERE $1 = ANY(roles) AND NOT disabled"#,
+        r#"SELECT count(*) AS "count!" FROM auth.accounts
+            WHERE roles @> ARRAY[$1::text] AND NOT disabled"#,
         role
     )
     .fetch_one(db)

@@ -6,6 +6,16 @@
 //! inside the caller's transaction) and return typed rows; what to check, what to revoke and
 //! which events to write stays in [`crate::service`], [`crate::throttle`] and
 //! [`crate::outbox`].
+//!
+//! Every connection plans a statement once, generically, from the tables' statistics of that
+//! moment — often tiny or none — and keeps the plan ([`crate::db`]). So a statement that runs per
+//! request is written to leave the planner no plan that reads a whole table or index, whatever
+//! the statistics: rows related to a row are read by a subquery under `LIMIT` (a join or an
+//! `EXISTS` may become a hash of the whole other table), rows named by an array parameter are
+//! matched with `= ANY(...)` on their key or looked up per element (not joined to `unnest`), one
+//! lookup per unique index instead of an `OR`. The test
+//! `statements_planned_on_tiny_tables_read_no_whole_table` checks PostgreSQL's plans of all of
+//! them; housekeeping's statements are exempt ([`maintenance::whole_table`]).
 
 pub(crate) mod accounts;
 pub(crate) mod maintenance;

@@ -86,8 +86,10 @@ pub(crate) async fn peek_many(
                   s.revoked_at IS NOT NULL AS "session_revoked!",
                   a.roles, a.disabled, now() AS "now!"
              FROM auth.refresh_tokens t
-             JOIN auth.sessions s ON s.id = t.family_id
-             JOIN auth.accounts a ON a.id = t.account_id
+            CROSS JOIN LATERAL (SELECT created_at, revoked_at FROM auth.sessions
+                                 WHERE id = t.family_id LIMIT 1) s
+            CROSS JOIN LATERAL (SELECT roles, disabled FROM auth.accounts
+                                 WHERE id = t.account_id LIMIT 1) a
             WHERE t.token_hash = ANY($1)"#,
         hashes
     )
@@ -115,7 +117,8 @@ pub(crate) async fn peek_many(
 
 /// The token hashed `hash`, locked together with its session row (`FOR UPDATE`, the session
 /// first: the order [`replace_if_live`] takes them in), so refreshes of one token run one at a
-/// time and a refresh and a revocation of its session are serialised.
+/// time and a refresh and a revocation of its session are serialised. The session and account
+/// are also named by key (from the token's row), so that every plan looks them up by key.
 pub(crate) async fn lock_presented(
     db: impl PgExecutor<'_>,
     hash: &[u8],
@@ -130,6 +133,8 @@ pub(crate) async fn lock_presented(
              JOIN auth.sessions s ON s.id = t.family_id
              JOIN auth.accounts a ON a.id = t.account_id
             WHERE t.token_hash = $1
+              AND s.id = (SELECT family_id FROM auth.refresh_tokens WHERE token_hash = $1)
+              AND a.id = (SELECT account_id FROM auth.refresh_tokens WHERE token_hash = $1)
               FOR UPDATE OF s, t"#,
         hash
     )
@@ -147,9 +152,10 @@ pub(crate) async fn sealed_successor(
     spent: Uuid,
 ) -> sqlx::Result<Option<Vec<u8>>> {
     let sealed = sqlx::query_scalar!(
-        r#"SELECT COALESCE(c.sealed_pair, t.successor_sealed) AS sealed
+        r#"SELECT COALESCE((SELECT c.sealed_pair FROM auth.refresh_tokens c
+                              WHERE c.id = t.replaced_by),
+                            t.successor_sealed) AS sealed
              FROM auth.refresh_tokens t
-             LEFT JOIN auth.refresh_tokens c ON c.id = t.replaced_by
             WHERE t.id = $1"#,
         spent
     )
@@ -209,9 +215,8 @@ pub(crate) async fn replace_if_live(
              UPDATE auth.refresh_tokens t
                 SET used_at = now(), replaced_by = $2
               WHERE t.id = $1 AND t.used_at IS NULL AND t.expires_at >= now()
-                AND EXISTS (SELECT 1 FROM auth.sessions s
-                             WHERE s.id = t.family_id AND s.revoked_at IS NULL
-                               FOR SHARE)
+                AND (SELECT s.revoked_at IS NULL FROM auth.sessions s
+                      WHERE s.id = t.family_id FOR SHARE)
              RETURNING 1
          ), claim AS (
              INSERT INTO auth.processed_requests (request_id, method)
@@ -262,12 +267,11 @@ pub(crate) async fn replace_many_if_live(
                           request_id)
          ), spent AS (
              UPDATE auth.refresh_tokens t
-                SET used_at = now(), replaced_by = i.successor
-               FROM input i
-              WHERE t.id = i.spent AND t.used_at IS NULL AND t.expires_at >= now()
-                AND EXISTS (SELECT 1 FROM auth.sessions s
-                             WHERE s.id = t.family_id AND s.revoked_at IS NULL
-                               FOR SHARE)
+                SET used_at = now(),
+                    replaced_by = ($2::uuid[])[array_position($1::uuid[], t.id)]
+              WHERE t.id = ANY($1) AND t.used_at IS NULL AND t.expires_at >= now()
+                AND (SELECT s.revoked_at IS NULL FROM auth.sessions s
+                      WHERE s.id = t.family_id FOR SHARE)
              RETURNING t.id, t.replaced_by
          ), done AS (
              SELECT i.* FROM input i

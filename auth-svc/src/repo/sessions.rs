@@ -19,11 +19,13 @@ pub(crate) async fn insert(
     .await
 }
 
-/// Revokes one session (nothing if it is revoked already).
+/// Revokes one session (nothing if it is revoked already). `IS TRUE`: a condition that is
+/// not the predicate of `sessions_live_by_account`, so no plan reads that whole index instead
+/// of the key.
 pub(crate) async fn revoke(db: impl PgExecutor<'_>, id: Uuid, reason: &str) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = $2
-          WHERE id = $1 AND revoked_at IS NULL",
+          WHERE id = $1 AND (revoked_at IS NULL) IS TRUE",
         id,
         reason
     )

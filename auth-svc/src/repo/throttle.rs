@@ -73,14 +73,16 @@ pub(crate) async fn store(
                     AS u(key, failures, pending, pending_before, pending_epoch,
                          window_started_at, locked_until, updated_at)
          ), emptied AS (
-             DELETE FROM auth.login_throttle t USING u WHERE t.key = u.key AND u.empty
+             DELETE FROM auth.login_throttle t
+              WHERE t.key = ANY (ARRAY(SELECT key FROM u WHERE u.empty))
          )
          UPDATE auth.login_throttle AS t
-            SET failures = u.failures, pending = u.pending, pending_before = u.pending_before,
-                pending_epoch = u.pending_epoch, window_started_at = u.window_started_at,
-                locked_until = u.locked_until, updated_at = u.updated_at
-           FROM u
-          WHERE t.key = u.key AND NOT u.empty",
+            SET (failures, pending, pending_before, pending_epoch, window_started_at,
+                 locked_until, updated_at) =
+                (SELECT u.failures, u.pending, u.pending_before, u.pending_epoch,
+                        u.window_started_at, u.locked_until, u.updated_at
+                   FROM u WHERE u.key = t.key)
+          WHERE t.key = ANY (ARRAY(SELECT key FROM u WHERE NOT u.empty))",
         keys as &[String],
         &failures,
         &pending,

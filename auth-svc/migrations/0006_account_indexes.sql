@@ -1,0 +1,15 @@
+-- Two reads of an account's rows that had no index:
+--
+-- * Accounts by role: a change to who is an administrator counts the enabled administrators
+--   left (auth-svc/src/service/accounts.rs, under the administrators' lock), once per role
+--   change, disabling or deletion by an administrator and per deleted own account. Without an
+--   index that count read every account. `fastupdate = off`: a GIN index otherwise keeps new
+--   entries in a pending list that every search reads in full until vacuum merges it.
+-- * Sessions by account, revoked ones included: deleting an account deletes its sessions
+--   (ON DELETE CASCADE), and the only index by account was `sessions_live_by_account` (live
+--   sessions): every deletion read the whole table of sessions.
+--
+-- Compatible both ways during a rolling upgrade: replicas from before this migration run the
+-- same statements, only without the indexes.
+CREATE INDEX accounts_roles ON auth.accounts USING gin (roles) WITH (fastupdate = off);
+CREATE INDEX sessions_by_account ON auth.sessions (account_id);

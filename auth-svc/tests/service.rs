@@ -1,6 +1,7 @@
 //! The service library against the real PostgreSQL server: idempotent redelivery, concurrent
 //! migrations, rehashing on login, housekeeping.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -606,6 +607,26 @@ async fn whole_table_reads_of_requests(rows: Option<u32>) -> Vec<String> {
     .fetch_all(&mut *conn)
     .await
     .unwrap();
+    // The unique indexes, and the single columns they key (table, column).
+    let unique: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT c.relname::text, t.relname::text, a.attname::text
+           FROM pg_index i
+           JOIN pg_class c ON c.oid = i.indexrelid
+           JOIN pg_class t ON t.oid = i.indrelid
+           LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                                   AND i.indnatts = 1 AND i.indkey[0] <> 0
+          WHERE i.indisunique",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let unique = UniqueKeys {
+        indexes: unique.iter().map(|(index, _, _)| index.clone()).collect(),
+        columns: unique
+            .into_iter()
+            .filter_map(|(_, table, column)| Some((table, column?)))
+            .collect(),
+    };
     let mut whole_table_reads = Vec::new();
     let mut planned = 0;
     for (name, statement, parameters) in &statements {
@@ -633,7 +654,8 @@ async fn whole_table_reads_of_requests(rows: Option<u32>) -> Vec<String> {
             .unwrap();
         planned += 1;
         let mut reads = Vec::new();
-        whole_reads(&plan[0]["Plan"], false, &mut reads);
+        assert!(plan[0]["Plan"]["Node Type"].is_string(), "{plan}");
+        whole_reads(&plan[0]["Plan"], false, &unique, &mut reads);
         if !reads.is_empty() {
             let statement = statement.split_whitespace().collect::<Vec<_>>().join(" ");
             whole_table_reads.push(format!("{statement}\n  reads {}", reads.join(", ")));
@@ -671,7 +693,8 @@ async fn whole_table_reads_of_requests(rows: Option<u32>) -> Vec<String> {
             .await
             .unwrap();
         let mut reads = Vec::new();
-        whole_reads(&plan[0]["Plan"], false, &mut reads);
+        assert!(plan[0]["Plan"]["Node Type"].is_string(), "{plan}");
+        whole_reads(&plan[0]["Plan"], false, &unique, &mut reads);
         if !reads.is_empty() {
             whole_table_reads.push(format!(
                 "rows referencing {table}.{column}, deleted or checked\n  reads {}",
@@ -686,17 +709,44 @@ async fn whole_table_reads_of_requests(rows: Option<u32>) -> Vec<String> {
     whole_table_reads
 }
 
+/// The unique indexes of the database, by name, and the columns a unique index keys alone
+/// (table, column).
+struct UniqueKeys {
+    indexes: HashSet<String>,
+    columns: Vec<(String, String)>,
+}
+
 /// The plan nodes below `node` (EXPLAIN's JSON) that read a whole table or index whatever the
-/// parameters: a sequential scan, an index scan without an index condition (all of a partial
-/// index too) unless a `Limit` right above stops it, and a hashed subplan (its table read in
-/// full to build the hash).
-fn whole_reads(node: &serde_json::Value, limited: bool, found: &mut Vec<String>) {
+/// parameters, or many rows to keep one: a sequential scan; an index scan without an index
+/// condition (all of a partial index too), unless a `Limit` right above stops it and it filters
+/// nothing; a scan of a non-unique index that filters what it read by a uniquely keyed column
+/// (the row had a key of its own; found instead among all rows of another key, e.g. a session
+/// among all of its account's); a hashed subplan (its table read in full to build the hash).
+fn whole_reads(
+    node: &serde_json::Value,
+    limited: bool,
+    unique: &UniqueKeys,
+    found: &mut Vec<String>,
+) {
     let kind = node["Node Type"].as_str().unwrap_or_default();
     let relation = node["Relation Name"].as_str().unwrap_or_default();
-    let keyless_index_scan = matches!(kind, "Index Scan" | "Index Only Scan" | "Bitmap Index Scan")
-        && node.get("Index Cond").is_none();
-    if kind == "Seq Scan" || (keyless_index_scan && !limited) {
-        found.push(format!("{kind} on {relation}"));
+    let index = node["Index Name"].as_str().unwrap_or_default();
+    let index_scan = matches!(kind, "Index Scan" | "Index Only Scan" | "Bitmap Index Scan");
+    let filter = node["Filter"].as_str();
+    let keyless = index_scan && node.get("Index Cond").is_none() && !(limited && filter.is_none());
+    let by_other_key = index_scan && !unique.indexes.contains(index);
+    if kind == "Seq Scan" || keyless {
+        found.push(format!("{kind} on {relation} {index}"));
+    } else if by_other_key
+        && let Some(filter) = filter
+        && let Some((_, column)) = unique
+            .columns
+            .iter()
+            .find(|(table, column)| table == relation && filter.contains(&format!("({column} = ")))
+    {
+        found.push(format!(
+            "{kind} on {relation} {index}, filtered by its key {column}"
+        ));
     }
     if let Some(subplan) = node["Subplan Name"].as_str()
         && subplan.starts_with("hashed")
@@ -704,13 +754,13 @@ fn whole_reads(node: &serde_json::Value, limited: bool, found: &mut Vec<String>)
         found.push(format!("{subplan} ({kind} on {relation})"));
     }
     for child in node["Plans"].as_array().into_iter().flatten() {
-        whole_reads(child, kind == "Limit", found);
+        whole_reads(child, kind == "Limit", unique, found);
     }
 }
 
 /// The grace window of [`run_every_kind_of_request`]'s service: a retry within it gets the same
 /// successor, one after it revokes the session.
-const REUSE_GRACE: Duration = Duration::from_secs(2);
+const REUSE_GRACE: Duration = Duration::from_secs(3);
 
 /// Every kind of request auth-svc answers, alone and in prepared batches, by three users and an
 /// administrator, so that each statement a request can run is prepared on `pool`'s connection.
@@ -834,6 +884,14 @@ async fn run_every_kind_of_request(svc: &AuthService, pool: &sqlx::PgPool) {
             .await;
         assert!(result(reply).is_ok(), "{c:?}");
     }
+    // A redelivered mutation, applied already: its stored reply.
+    let (update, by) = &alone[2];
+    assert!(matches!(update, Call::UpdateMe(_)));
+    let redelivered = IncomingCall {
+        redelivered: true,
+        ..as_caller(update, *by, "alone-2")
+    };
+    result(svc.handle(redelivered, None).await).unwrap();
     let pair = result(
         svc.handle(call(&login("ann", password), "l-again", false), None)
             .await,

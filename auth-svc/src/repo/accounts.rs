@@ -88,8 +88,10 @@ pub(crate) async fn find_with_session(
 
 /// [`find_with_session`] for many (account, session) pairs in one query: the pairs whose account
 /// exists, each with its account and whether the session is live. Each account and session is
-/// read by its key: a subquery under `LIMIT` stays a lookup per pair (as a join or an `EXISTS`,
-/// the planner may hash every account or live session instead, once per execution).
+/// read by its primary key alone: a subquery under `LIMIT` stays a lookup per pair (as a join or
+/// an `EXISTS`, the planner may hash every account or live session instead, once per execution),
+/// and the session's other conditions are computed, not searched for (searched, a plan may
+/// read every session of the account by the index of sessions by account).
 pub(crate) async fn find_with_sessions(
     db: impl PgExecutor<'_>,
     pairs: &[(Uuid, Uuid)],
@@ -104,10 +106,10 @@ pub(crate) async fn find_with_sessions(
              CROSS JOIN LATERAL (
                    SELECT * FROM auth.accounts WHERE id = p.account_id LIMIT 1) a
              LEFT JOIN LATERAL (
-                   SELECT s.revoked_at IS NULL
+                   SELECT s.account_id = a.id AND s.revoked_at IS NULL
                           AND s.created_at + make_interval(secs => $3) > now() AS live
                      FROM auth.sessions s
-                    WHERE s.id = p.session_id AND s.account_id = a.id
+                    WHERE s.id = p.session_id
                     LIMIT 1) s ON true"#,
         &accounts,
         &sessions,

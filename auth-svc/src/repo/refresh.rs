@@ -118,7 +118,9 @@ pub(crate) async fn peek_many(
 /// The token hashed `hash`, locked together with its session row (`FOR UPDATE`, the session
 /// first: the order [`replace_if_live`] takes them in), so refreshes of one token run one at a
 /// time and a refresh and a revocation of its session are serialised. The session and account
-/// are also named by key (from the token's row), so that every plan looks them up by key.
+/// are named by key (from the token's row, whose session and account never change) rather than
+/// joined to it, so that every plan finds each row by its own key — joined, a plan may find the
+/// token among all of its session's tokens instead.
 pub(crate) async fn lock_presented(
     db: impl PgExecutor<'_>,
     hash: &[u8],
@@ -129,9 +131,7 @@ pub(crate) async fn lock_presented(
                   s.created_at AS session_created_at,
                   s.revoked_at IS NOT NULL AS "session_revoked!",
                   a.roles, a.disabled, now() AS "now!"
-             FROM auth.refresh_tokens t
-             JOIN auth.sessions s ON s.id = t.family_id
-             JOIN auth.accounts a ON a.id = t.account_id
+             FROM auth.refresh_tokens t, auth.sessions s, auth.accounts a
             WHERE t.token_hash = $1
               AND s.id = (SELECT family_id FROM auth.refresh_tokens WHERE token_hash = $1)
               AND a.id = (SELECT account_id FROM auth.refresh_tokens WHERE token_hash = $1)

@@ -19,9 +19,9 @@ pub(crate) async fn insert(
     .await
 }
 
-/// Revokes one session (nothing if it is revoked already). `IS TRUE`: a condition that is
-/// not the predicate of `sessions_live_by_account`, so no plan reads that whole index instead
-/// of the key.
+/// Revokes one session (nothing if it is revoked already). `IS TRUE`: a condition no index is
+/// chosen for, so the plan finds the session by its key (not by walking the index of sessions
+/// by account for `revoked_at IS NULL`).
 pub(crate) async fn revoke(db: impl PgExecutor<'_>, id: Uuid, reason: &str) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = $2
@@ -35,7 +35,9 @@ pub(crate) async fn revoke(db: impl PgExecutor<'_>, id: Uuid, reason: &str) -> s
 }
 
 /// Revokes the live session of `account` that the refresh token hashed `token_hash` belongs
-/// to; returns its id (`None`: unknown token, another account's, or revoked already).
+/// to; returns its id (`None`: unknown token, another account's, or revoked already). The
+/// session is found by its key only (`IS TRUE`: conditions no index is chosen for, lest a plan
+/// read every session of the account instead).
 pub(crate) async fn revoke_by_refresh_token(
     db: impl PgExecutor<'_>,
     token_hash: &[u8],
@@ -44,8 +46,8 @@ pub(crate) async fn revoke_by_refresh_token(
 ) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar!(
         "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = $3
-          WHERE revoked_at IS NULL AND account_id = $2 AND id = (
-                SELECT family_id FROM auth.refresh_tokens WHERE token_hash = $1)
+          WHERE id = (SELECT family_id FROM auth.refresh_tokens WHERE token_hash = $1)
+            AND (account_id = $2) IS TRUE AND (revoked_at IS NULL) IS TRUE
           RETURNING id",
         token_hash,
         account,

@@ -48,13 +48,18 @@ pub(crate) async fn lock(
         .collect())
 }
 
-/// Stores `counters` under `keys` (same order), rows locked by [`lock`]. A counter with
-/// nothing in it (no failures, no pending check, no lock) is deleted instead.
+/// Stores `counters` under `keys` (same order; each key once, as [`lock`] takes them), rows
+/// locked by [`lock`]. A counter with nothing in it (no failures, no pending check, no lock) is
+/// deleted instead.
 pub(crate) async fn store(
     db: impl PgExecutor<'_>,
     keys: &[String],
     counters: &[Counter],
 ) -> sqlx::Result<()> {
+    debug_assert!(
+        keys.windows(2).all(|pair| pair[0] < pair[1]),
+        "throttle keys sorted and unique"
+    );
     let failures: Vec<i32> = counters.iter().map(|c| c.failures).collect();
     let pending: Vec<i32> = counters.iter().map(|c| c.pending).collect();
     let pending_before: Vec<i32> = counters.iter().map(|c| c.pending_before).collect();

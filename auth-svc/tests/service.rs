@@ -719,7 +719,8 @@ struct UniqueKeys {
 /// The plan nodes below `node` (EXPLAIN's JSON) that read a whole table or index whatever the
 /// parameters, or many rows to keep one: a sequential scan; an index scan without an index
 /// condition (all of a partial index too), unless a `Limit` right above stops it and it filters
-/// nothing; a scan of a non-unique index that filters what it read by a uniquely keyed column
+/// nothing, or with a condition independent of the request (every unexpired token, say); a scan
+/// of a non-unique index that filters what it read by a uniquely keyed column
 /// (the row had a key of its own; found instead among all rows of another key, e.g. a session
 /// among all of its account's); a hashed subplan (its table read in full to build the hash).
 fn whole_reads(
@@ -733,10 +734,19 @@ fn whole_reads(
     let index = node["Index Name"].as_str().unwrap_or_default();
     let index_scan = matches!(kind, "Index Scan" | "Index Only Scan" | "Bitmap Index Scan");
     let filter = node["Filter"].as_str();
-    let keyless = index_scan && node.get("Index Cond").is_none() && !(limited && filter.is_none());
+    let condition = node["Index Cond"].as_str();
+    let keyless = index_scan && condition.is_none() && !(limited && filter.is_none());
+    // A condition naming neither a parameter nor another row's column (`expires_at >= now()`,
+    // `revoked_at IS NULL`) selects the same rows for every request.
+    let unkeyed = condition.is_some_and(|c| !c.contains('$') && !c.contains('.'));
     let by_other_key = index_scan && !unique.indexes.contains(index);
     if kind == "Seq Scan" || keyless {
         found.push(format!("{kind} on {relation} {index}"));
+    } else if index_scan && unkeyed {
+        found.push(format!(
+            "{kind} on {relation} {index}, by a condition no request names: {}",
+            condition.unwrap_or_default()
+        ));
     } else if by_other_key
         && let Some(filter) = filter
         && let Some((_, column)) = unique

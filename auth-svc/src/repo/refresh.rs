@@ -203,9 +203,10 @@ pub(crate) async fn replace(db: impl PgExecutor<'_>, r: &Replacement<'_>) -> sql
 /// A refresh's fast path, one statement outside any transaction: what [`replace`] does, only
 /// while the presented token is unspent and unexpired and its session live. The
 /// session row is share-locked before the token (the order of [`lock_presented`]), so a
-/// revocation waits for this statement as it waits for a locked refresh. False when nothing was
-/// written (spent or revoked meanwhile): the caller then takes the locked path, which tells a
-/// retry within the grace window from reuse.
+/// revocation waits for this statement as it waits for a locked refresh (the token's other
+/// conditions wrapped in `IS TRUE`: searched by the index of expiry times, a plan read every
+/// unexpired token). False when nothing was written (spent or revoked meanwhile): the caller
+/// then takes the locked path, which tells a retry within the grace window from reuse.
 pub(crate) async fn replace_if_live(
     db: impl PgExecutor<'_>,
     r: &Replacement<'_>,
@@ -214,7 +215,7 @@ pub(crate) async fn replace_if_live(
         r#"WITH spent AS (
              UPDATE auth.refresh_tokens t
                 SET used_at = now(), replaced_by = $2
-              WHERE t.id = $1 AND t.used_at IS NULL AND t.expires_at >= now()
+              WHERE t.id = $1 AND (t.used_at IS NULL AND t.expires_at >= now()) IS TRUE
                 AND (SELECT s.revoked_at IS NULL FROM auth.sessions s
                       WHERE s.id = t.family_id FOR SHARE)
              RETURNING 1
@@ -269,7 +270,7 @@ pub(crate) async fn replace_many_if_live(
              UPDATE auth.refresh_tokens t
                 SET used_at = now(),
                     replaced_by = ($2::uuid[])[array_position($1::uuid[], t.id)]
-              WHERE t.id = ANY($1) AND t.used_at IS NULL AND t.expires_at >= now()
+              WHERE t.id = ANY($1) AND (t.used_at IS NULL AND t.expires_at >= now()) IS TRUE
                 AND (SELECT s.revoked_at IS NULL FROM auth.sessions s
                       WHERE s.id = t.family_id FOR SHARE)
              RETURNING t.id, t.replaced_by

@@ -30,13 +30,23 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     )
     .fetch_one(pool)
     .await?;
-    let mut migrator = Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/0001_init.sql").into_sql_str(),
-        false,
-    )]);
+    let migration = |version, name: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            name.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    let mut migrator = Migrator::with_migrations(vec![
+        migration(1, "init", include_str!("../migrations/0001_init.sql")),
+        migration(
+            2,
+            "chats_by_creation",
+            include_str!("../migrations/0002_chats_by_creation.sql"),
+        ),
+    ]);
     if !schema_exists {
         migrator.create_schema(SCHEMA);
     }
@@ -152,21 +162,40 @@ pub async fn get_chat(pool: &PgPool, id: Uuid) -> Result<Option<Chat>, sqlx::Err
 }
 
 /// The chats `account` is a member of (every chat when `account` is `None`), newest first, at
-/// most [`CHAT_LIST_LIMIT`].
+/// most [`CHAT_LIST_LIMIT`]. Two statements: one query for both (`$1 IS NULL OR EXISTS ...`)
+/// read every chat for an account's list, the `OR` keeping the membership test from driving it.
 pub async fn list_chats(pool: &PgPool, account: Option<Uuid>) -> Result<Vec<Chat>, sqlx::Error> {
-    let rows = sqlx::query_as!(
-        ChatRow,
-        r#"SELECT c.id, c.name, c.created_by, c.created_at,
-                  (SELECT count(*) FROM chat.members m WHERE m.chat_id = c.id) AS "members!"
-             FROM chat.chats c
-            WHERE $1::uuid IS NULL
-               OR EXISTS (SELECT 1 FROM chat.members m WHERE m.chat_id = c.id AND m.account_id = $1)
-            ORDER BY c.created_at DESC, c.id LIMIT $2"#,
-        account,
-        CHAT_LIST_LIMIT
-    )
-    .fetch_all(pool)
-    .await?;
+    let rows = match account {
+        Some(account) => {
+            sqlx::query_as!(
+                ChatRow,
+                r#"SELECT c.id, c.name, c.created_by, c.created_at,
+                          (SELECT count(*) FROM chat.members m WHERE m.chat_id = c.id)
+                            AS "members!"
+                     FROM chat.members me
+                     JOIN chat.chats c ON c.id = me.chat_id
+                    WHERE me.account_id = $1
+                    ORDER BY c.created_at DESC, c.id LIMIT $2"#,
+                account,
+                CHAT_LIST_LIMIT
+            )
+            .fetch_all(pool)
+            .await?
+        }
+        None => {
+            sqlx::query_as!(
+                ChatRow,
+                r#"SELECT c.id, c.name, c.created_by, c.created_at,
+                          (SELECT count(*) FROM chat.members m WHERE m.chat_id = c.id)
+                            AS "members!"
+                     FROM chat.chats c
+                    ORDER BY c.created_at DESC, c.id LIMIT $1"#,
+                CHAT_LIST_LIMIT
+            )
+            .fetch_all(pool)
+            .await?
+        }
+    };
     Ok(rows.into_iter().map(Chat::from).collect())
 }
 
@@ -326,7 +355,8 @@ pub async fn messages(
 }
 
 /// Messages with the given ids, or every message newer than `after` (a bounded catch-up after a
-/// lost listener connection), oldest first, at most [`FANOUT_LIMIT`].
+/// lost listener connection), oldest first, at most [`FANOUT_LIMIT`]. The lower bound on `id`
+/// (implied by the rest) lets a generic plan start the primary key there instead of walking it.
 pub async fn messages_for_fanout(
     pool: &PgPool,
     ids: &[i64],
@@ -335,7 +365,9 @@ pub async fn messages_for_fanout(
     let rows = sqlx::query_as!(
         MessageRow,
         "SELECT id, chat_id, author_id, author, body, sent_at FROM chat.messages
-          WHERE id = ANY($1) OR id > $2 ORDER BY id LIMIT $3",
+          WHERE (id = ANY($1) OR id > $2)
+            AND id >= LEAST($2, (SELECT min(i) FROM unnest($1::int8[]) AS i))
+          ORDER BY id LIMIT $3",
         ids as &[i64],
         after.unwrap_or(i64::MAX),
         FANOUT_LIMIT

@@ -186,6 +186,27 @@ async fn a_member_receives_the_others_message_live_and_a_non_member_is_refused()
     // Eve's message never arrives anywhere; Bob's history has Ann's.
     let history = get(&p, &format!("/api/v1/chats/{id}/messages"), &bob).await;
     assert_eq!(history.1["items"].as_array().unwrap().len(), 1);
+
+    // Each lists the chats they are a member of, newest first, with their member counts.
+    let own = create_chat(&p, &bob, "bob's own").await;
+    let listed = |reply: (u16, Value, String)| -> Vec<(String, i64)> {
+        assert_eq!(reply.0, 200, "{}", reply.1);
+        let chats = reply.1.as_array().unwrap().iter();
+        chats
+            .map(|c| {
+                (
+                    c["id"].as_str().unwrap().to_owned(),
+                    c["members"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        listed(get(&p, "/api/v1/chats", &bob).await),
+        [(own.clone(), 1), (id.clone(), 2)]
+    );
+    assert_eq!(listed(get(&p, "/api/v1/chats", &ann).await), [(id, 2)]);
+    assert_eq!(listed(get(&p, "/api/v1/chats", &eve).await), []);
     p.teardown().await;
 }
 

@@ -1,16 +1,22 @@
 //! Per-request plumbing: request ids, client addresses, error rendering and HTTP metrics.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::RwLock;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use authstack_protocol::{ErrorBody, ErrorCode};
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
 use tracing::Instrument;
+use tracing::instrument::Instrumented;
 
 use crate::client_ip::TrustedProxies;
 use crate::error;
@@ -27,22 +33,103 @@ fn client_ip(req: &Request, proxies: &TrustedProxies) -> Option<IpAddr> {
 /// it (so every log line written while the request is handled names it), renders
 /// [`ErrorBody`] responses as JSON, logs server-side failures (5xx) and marks responses
 /// uncacheable ([`no_store`]).
-pub async fn request_context(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
+///
+/// A tower layer rather than `axum::middleware::from_fn`: its future is a plain struct around
+/// the inner one, where `from_fn` boxes the inner service and the middleware's future for
+/// every request (measured on `/api/v1/auth/session`: docs/performance.md).
+#[derive(Clone)]
+pub struct RequestContextLayer(pub AppState);
+
+impl<S> Layer<S> for RequestContextLayer {
+    type Service = WithRequestContext<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WithRequestContext {
+            state: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service of [`RequestContextLayer`].
+#[derive(Clone)]
+pub struct WithRequestContext<S> {
+    state: AppState,
+    inner: S,
+}
+
+impl<S> Service<Request> for WithRequestContext<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = RequestContextFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let request_id = incoming_request_id(&req).unwrap_or_else(|| self.state.request_ids.next());
+        let client_ip = client_ip(&req, &self.state.proxies);
+        // Only the id in the span: a subscriber formats span fields for every request, logged or
+        // not. Method and path go into the lines that need them.
+        let span = tracing::info_span!("request", request_id = %request_id);
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        req.extensions_mut().insert(RequestContext {
+            request_id: request_id.clone(),
+            client_ip,
+        });
+        let inner = span.in_scope(|| self.inner.call(req));
+        RequestContextFuture {
+            inner: inner.instrument(span),
+            request_id,
+            method,
+            uri,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`WithRequestContext`]: the inner response, finished by [`finish`].
+    pub struct RequestContextFuture<F> {
+        #[pin]
+        inner: Instrumented<F>,
+        request_id: Arc<str>,
+        method: Method,
+        uri: Uri,
+    }
+}
+
+impl<F> Future for RequestContextFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let Ok(response) = ready!(this.inner.as_mut().poll(cx));
+        Poll::Ready(Ok(finish(
+            response,
+            this.inner.span(),
+            this.request_id,
+            this.method,
+            this.uri,
+        )))
+    }
+}
+
+/// What [`RequestContextLayer`] does to a response: the error envelope, the 5xx log line, the
+/// request id header and [`no_store`].
+fn finish(
+    mut response: Response,
+    span: &tracing::Span,
+    request_id: &str,
+    method: &Method,
+    uri: &Uri,
 ) -> Response {
-    let request_id = incoming_request_id(&req).unwrap_or_else(|| state.request_ids.next());
-    let client_ip = client_ip(&req, &state.proxies);
-    // Only the id in the span: a subscriber formats span fields for every request, logged or
-    // not. Method and path go into the lines that need them.
-    let span = tracing::info_span!("request", request_id = %request_id);
-    let (method, uri) = (req.method().clone(), req.uri().clone());
-    req.extensions_mut().insert(RequestContext {
-        request_id: request_id.clone(),
-        client_ip,
-    });
-    let mut response = next.run(req).instrument(span.clone()).await;
     let body = response.extensions_mut().remove::<ErrorBody>();
     if let Some(body) = body {
         if response.status().is_server_error() {
@@ -57,7 +144,7 @@ pub async fn request_context(
                 );
             });
         }
-        response = error::render(&body, &request_id);
+        response = error::render(&body, request_id);
     } else if response.status() == StatusCode::METHOD_NOT_ALLOWED {
         let allow = response.headers().get(header::ALLOW).cloned();
         response = error::render(
@@ -65,13 +152,13 @@ pub async fn request_context(
                 ErrorCode::MethodNotAllowed,
                 "method not allowed on this path",
             ),
-            &request_id,
+            request_id,
         );
         if let Some(allow) = allow {
             response.headers_mut().insert(header::ALLOW, allow);
         }
     }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     no_store(&mut response);
@@ -150,19 +237,84 @@ impl HttpMetrics {
     }
 }
 
-/// Route-level layer: request counts and latency per route template.
-pub async fn http_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
-    let response = next.run(req).await;
-    state.http_metrics.record(
-        route.as_ref().map_or("unmatched", |p| p.as_str()),
-        &method,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
+/// Route-level layer: request counts and latency per route template (a tower layer, for the
+/// reason given at [`RequestContextLayer`]).
+#[derive(Clone)]
+pub struct HttpMetricsLayer(pub AppState);
+
+impl<S> Layer<S> for HttpMetricsLayer {
+    type Service = WithHttpMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WithHttpMetrics {
+            state: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service of [`HttpMetricsLayer`].
+#[derive(Clone)]
+pub struct WithHttpMetrics<S> {
+    state: AppState,
+    inner: S,
+}
+
+impl<S> Service<Request> for WithHttpMetrics<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = HttpMetricsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let started = Instant::now();
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let method = req.method().clone();
+        HttpMetricsFuture {
+            inner: self.inner.call(req),
+            state: self.state.clone(),
+            started,
+            route,
+            method,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`WithHttpMetrics`]: records the answer's status and latency.
+    pub struct HttpMetricsFuture<F> {
+        #[pin]
+        inner: F,
+        state: AppState,
+        started: Instant,
+        route: Option<MatchedPath>,
+        method: Method,
+    }
+}
+
+impl<F> Future for HttpMetricsFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(response) = ready!(this.inner.poll(cx));
+        this.state.http_metrics.record(
+            this.route.as_ref().map_or("unmatched", |p| p.as_str()),
+            this.method,
+            response.status().as_u16(),
+            this.started.elapsed().as_secs_f64(),
+        );
+        Poll::Ready(Ok(response))
+    }
 }
 
 #[cfg(test)]

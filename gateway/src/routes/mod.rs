@@ -10,9 +10,9 @@ use authstack_protocol::ErrorCode;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{StatusCode, header};
-use axum::middleware::from_fn_with_state;
 use axum::response::Response;
 use axum::routing::get;
+use tower::Layer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -21,7 +21,7 @@ use crate::openapi::ApiDoc;
 use serde_json::value::RawValue;
 
 use crate::error::ApiError;
-use crate::middleware::{http_metrics, request_context};
+use crate::middleware::{HttpMetricsLayer, RequestContextLayer, WithRequestContext};
 use crate::state::AppState;
 
 /// A JSON response passing auth-svc's result through untouched.
@@ -44,15 +44,18 @@ pub(crate) fn no_content() -> Response {
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
-/// The complete router, with the OpenAPI description of every route it serves (`/openapi.json`,
-/// Swagger UI at `/docs`, ReDoc at `/redoc`).
-pub fn router(state: AppState) -> Router {
+/// The complete service: every request in its [`RequestContextLayer`], then the router, with the
+/// OpenAPI description of every route it serves (`/openapi.json`, Swagger UI at `/docs`, ReDoc
+/// at `/redoc`).
+pub fn router(state: AppState) -> WithRequestContext<Router> {
     let (api, description) = documented_routes().split_for_parts();
-    api.merge(crate::openapi::docs_router(description))
-        .route_layer(from_fn_with_state(state.clone(), http_metrics))
+    let router = api
+        .merge(crate::openapi::docs_router(description))
+        .route_layer(HttpMetricsLayer(state.clone()))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such endpoint") })
-        .layer(from_fn_with_state(state.clone(), request_context))
-        .with_state(state)
+        .with_state(state.clone());
+    // Around the router, not `Router::layer`: that would box the layer around every route.
+    RequestContextLayer(state).layer(router)
 }
 
 /// The OpenAPI description of every route [`router`] serves.

@@ -28,8 +28,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::ConnectInfo;
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -37,7 +40,22 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
+
+/// What [`serve`] serves: an axum `Router`, or a router wrapped in tower layers that apply to
+/// every request (cheaper than `Router::layer`, which boxes the layer around each route).
+pub trait HttpService:
+    Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + 'static
+{
+}
 
 /// The names a service's server loop records its metrics under.
 #[derive(Debug, Clone, Copy)]
@@ -238,7 +256,7 @@ impl AsyncWrite for WatchedStream {
 /// Serves `router` on `listener` until `shutdown`; returns when every connection has closed.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: impl HttpService,
     limits: Limits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -325,7 +343,7 @@ impl Drop for Slot {
 async fn serve_in_slot(
     stream: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    router: impl HttpService,
     limits: Limits,
     shutdown: CancellationToken,
     slot: Slot,
@@ -356,7 +374,7 @@ impl ConnectionWorkers {
     /// Starts `count` workers (none for 0).
     fn start(
         count: usize,
-        router: &Router,
+        router: &impl HttpService,
         limits: Limits,
         shutdown: &CancellationToken,
     ) -> io::Result<Option<Self>> {
@@ -435,7 +453,7 @@ impl ConnectionWorkers {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    router: impl HttpService,
     limits: Limits,
     shutdown: CancellationToken,
 ) {
@@ -446,7 +464,7 @@ async fn serve_connection(
         req.extensions_mut().insert(ConnectInfo(peer));
         let router = router.clone();
         async move {
-            let response = router.oneshot(req).await;
+            let response = router.oneshot(req.map(Body::new)).await;
             drop(guard);
             response
         }

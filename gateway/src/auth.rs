@@ -45,10 +45,10 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Arc<VerifiedT
         ));
     };
     // Seconds since the epoch straight from the clock (chrono's `Utc::now` also computes a
-    // calendar date, on every request).
+    // calendar date, on every request). A clock before 1970 expires every cached token.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+        .map_or(i64::MAX, |d| d.as_secs() as i64);
     if let Some(hit) = state.tokens.get(token)
         && now <= hit.claims.exp + state.leeway_secs
         && keys.verifier.contains(&hit.kid)

@@ -234,7 +234,13 @@ impl RpcClient {
 
     /// Whether at least one consumer (auth-svc replica) was seen on the request queue.
     pub fn has_consumers(&self) -> bool {
-        self.inner.consumers.load(Ordering::Relaxed) > 0
+        self.consumers() > 0
+    }
+
+    /// Consumers (auth-svc replicas) on the request queue at the last check
+    /// (`consumer_check_interval`).
+    pub fn consumers(&self) -> u32 {
+        self.inner.consumers.load(Ordering::Relaxed)
     }
 
     /// Number of calls waiting for a reply.

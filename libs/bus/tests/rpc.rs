@@ -211,6 +211,12 @@ async fn calls_are_answered_and_spread_over_replicas() {
     server(&amqp_url(), &queue, b.clone(), &shutdown);
     let client = client(&amqp_url(), &queue, &shutdown);
     ready(&client).await;
+    // Both replicas consume before the calls start (one that is still connecting would leave
+    // every call to the other).
+    assert!(
+        eventually(10, || client.consumers() >= 2).await,
+        "the second replica never consumed"
+    );
 
     let calls = (0..200).map(|i| {
         let client = client.clone();

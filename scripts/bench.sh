@@ -10,8 +10,8 @@
 # Knobs (environment): BENCH_DURATION (10 s per point), BENCH_CONNECTIONS (64),
 # ME_CONNECTIONS (32), BENCH_ROUNDS (3 alternating baseline/session rounds), BENCH_OPEN_FRACTION
 # (0.5: open-loop rate as a fraction of the measured closed-loop maximum, for /users/me and login),
-# BENCH_SESSION_OPEN_FRACTION (0.25: the same for /session, whose generator would otherwise
-# saturate the machine), BENCH_CACHE_TOKENS
+# BENCH_SESSION_OPEN_FRACTION (0.25: the same for /session and the hello-world beside it, whose
+# generator would otherwise saturate the machine), BENCH_CACHE_TOKENS
 # (20000 distinct tokens for the token-cache cost), BENCH_PG_SSLMODE (disable: auth-svc's
 # connections to PostgreSQL, plain as in the operator's deployment; prefer/require: TLS when the
 # server offers it), BENCH_BUILD=0 (use the release binaries as they are in the target directory).
@@ -22,6 +22,7 @@ DURATION=${BENCH_DURATION:-10}
 CONNS=${BENCH_CONNECTIONS:-64}
 ME_CONNS=${ME_CONNECTIONS:-32}
 OPEN_FRACTION=${BENCH_OPEN_FRACTION:-0.5}
+SESSION_OPEN_FRACTION=${BENCH_SESSION_OPEN_FRACTION:-0.25}
 CACHE_TOKENS=${BENCH_CACHE_TOKENS:-20000}
 PG_SSLMODE=${BENCH_PG_SSLMODE:-disable}
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
@@ -152,7 +153,8 @@ print(json.dumps(r))' "$line" "$before" "$after" "$batches_before" "$batches_aft
 }
 median_rps() { python3 -c 'import json,sys,statistics; print(int(statistics.median(json.loads(l)["rps"] for l in open(sys.argv[1]) if json.loads(l)["name"].startswith(sys.argv[2]+"#"))))' "$results" "$1"; }
 last_rps() { python3 -c 'import json,sys; print(int([json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["name"]==sys.argv[2]][-1]["rps"]))' "$results" "$1"; }
-open_rate() { python3 -c "import sys; print(max(1, int(float(sys.argv[1]) * $OPEN_FRACTION)))" "$1"; }
+# open_rate MAX [FRACTION]: the open loop's rate, FRACTION (OPEN_FRACTION) of a closed-loop maximum.
+open_rate() { python3 -c "import sys; print(max(1, int(float(sys.argv[1]) * float(sys.argv[2]))))" "$1" "${2:-$OPEN_FRACTION}"; }
 
 # The load generator of the mixed scenarios (loadgen) against wrk on the hello-world: its own
 # ceiling, so its figures elsewhere (make bench-rotation) are read knowing where it saturates.
@@ -170,8 +172,7 @@ measure hello-gateway-server wrk "http://127.0.0.1:$hello_gw_port/" -c "$CONNS"
 # spends 13-26 us of CPU per request on the cores it shares with the servers (the gateway ~10), so
 # at half of /session's maximum the generator saturates the machine itself (the hello-world's
 # own p99 at ~60k/s: 31-89 ms) and the figure would be oha's (docs/performance.md).
-session_open_fraction=${BENCH_SESSION_OPEN_FRACTION:-0.25}
-rate=$(python3 -c "import sys; print(max(1, int(float(sys.argv[1]) * float(sys.argv[2]))))" "$(median_rps session)" "$session_open_fraction")
+rate=$(open_rate "$(median_rps session)" "$SESSION_OPEN_FRACTION")
 # Open loop, alternating rounds too: one stall of the machine during a run holds back every
 # request due meanwhile (at 25k/s, 80 ms of stall is 2,000 requests: a single run's p99).
 for round in $(seq 1 "${BENCH_ROUNDS:-3}"); do

@@ -237,8 +237,9 @@ impl RpcClient {
         self.consumers() > 0
     }
 
-    /// Consumers (auth-svc replicas) on the request queue at the last check
-    /// (`consumer_check_interval`).
+    /// The request queue's consumer count as the broker reported it at the last check (every
+    /// `consumer_check_interval`); 0 while disconnected or before the queue exists. Each auth-svc
+    /// replica holds one consumer.
     pub fn consumers(&self) -> u32 {
         self.inner.consumers.load(Ordering::Relaxed)
     }

@@ -211,8 +211,9 @@ async fn calls_are_answered_and_spread_over_replicas() {
     server(&amqp_url(), &queue, b.clone(), &shutdown);
     let client = client(&amqp_url(), &queue, &shutdown);
     ready(&client).await;
-    // Both replicas consume before the calls start (one that is still connecting would leave
-    // every call to the other).
+    // Both replicas consume before the calls start: with one consumer seen, the window of
+    // messages in flight is one (it follows the consumer count), and a replica still connecting
+    // would get none of the calls.
     assert!(
         eventually(10, || client.consumers() >= 2).await,
         "the second replica never consumed"

@@ -20,7 +20,9 @@ use reqwest::StatusCode;
 async fn two_replicas_share_the_queue_and_one_can_leave_without_failures() {
     let mut app = TestApp::spawn().await;
     let (_, token, _) = app.user("max").await;
-    // Both replicas consume the same queue.
+    // Both replicas consume the same queue (the second may start consuming after the gateway's
+    // first look at the queue).
+    app.wait_for_every_replica().await;
     let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
         .await
         .unwrap();

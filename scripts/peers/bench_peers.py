@@ -98,6 +98,9 @@ class System:
 
     # -- lifecycle
     def spawn(self, name, cmd, env=None):
+        # Each server in a session of its own (its process group stopped as one); with autogroup
+        # scheduling every system's servers then share the cores with wrk alike
+        # (bench/README.md).
         path = os.path.join(self.work, f"{self.name}-{name}.log")
         out = open(path, "w")
         self.logs.append(path)

@@ -309,6 +309,21 @@ impl TestApp {
         }
     }
 
+    /// Waits until the broker's consumer count, as the gateway last read it (every half second),
+    /// covers every running replica: [`Self::wait_ready`] waits for the first one only.
+    pub async fn wait_for_every_replica(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while (self.gateway.rpc.consumers() as usize) < self.replicas.len() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the gateway saw {} consumers for {} replicas",
+                self.gateway.rpc.consumers(),
+                self.replicas.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

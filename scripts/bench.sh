@@ -57,7 +57,10 @@ psql "$pg_admin" -qc "CREATE DATABASE $db"
 gw_port=$(free_port); hello_port=$(free_port); hello_gw_port=$(free_port)
 # auth-svc talks to PostgreSQL as in the platform the operator deploys: plain TCP (its PostgreSQL
 # has no TLS). This machine's server has TLS on, which sslmode=prefer would use: BENCH_PG_SSLMODE.
-export DATABASE_URL="${pg_admin%/*}/$db?sslmode=$PG_SSLMODE" AUTH_KEY_DIR="$work/keys" LOG_FORMAT=json RUST_LOG=warn
+# Logs as the images write them: JSON, at each binary's default level (info), so the figures
+# include what logging costs a deployment (a caller's RUST_LOG does not apply here).
+unset RUST_LOG
+export DATABASE_URL="${pg_admin%/*}/$db?sslmode=$PG_SSLMODE" AUTH_KEY_DIR="$work/keys" LOG_FORMAT=json
 eval "$(python3 scripts/broker-users.py env "bench-$id")"
 export AUTH_ISSUER="http://127.0.0.1:$gw_port" GATEWAY_LISTEN="127.0.0.1:$gw_port"
 # The load generator is a single client address: per-address rate limits would measure

@@ -10,13 +10,12 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use authstack_protocol::{ErrorBody, ErrorCode};
+use authstack_telemetry::in_request;
 use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
-use tracing::Instrument;
-use tracing::instrument::Instrumented;
 
 use crate::client_ip::TrustedProxies;
 use crate::error;
@@ -29,8 +28,9 @@ fn client_ip(req: &Request, proxies: &TrustedProxies) -> Option<IpAddr> {
         .map(|c| proxies.client_ip(c.0.ip(), req.headers()))
 }
 
-/// The outermost layer: assigns the request id, runs the request in a `request` span carrying
-/// it (so every log line written while the request is handled names it), renders
+/// The outermost layer: assigns the request id, runs every poll of the request
+/// [`in_request`](authstack_telemetry::in_request) (so every log line written while the request
+/// is handled names it, as a `request` span carrying it would, without a span's cost), renders
 /// [`ErrorBody`] responses as JSON, logs server-side failures (5xx) and marks responses
 /// uncacheable ([`no_store`]).
 ///
@@ -73,17 +73,14 @@ where
     fn call(&mut self, mut req: Request) -> Self::Future {
         let request_id = incoming_request_id(&req).unwrap_or_else(|| self.state.request_ids.next());
         let client_ip = client_ip(&req, &self.state.proxies);
-        // Only the id in the span: a subscriber formats span fields for every request, logged or
-        // not. Method and path go into the lines that need them.
-        let span = tracing::info_span!("request", request_id = %request_id);
         let (method, uri) = (req.method().clone(), req.uri().clone());
         req.extensions_mut().insert(RequestContext {
             request_id: request_id.clone(),
             client_ip,
         });
-        let inner = span.in_scope(|| self.inner.call(req));
+        let inner = in_request(&request_id, || self.inner.call(req));
         RequestContextFuture {
-            inner: inner.instrument(span),
+            inner,
             request_id,
             method,
             uri,
@@ -95,7 +92,7 @@ pin_project! {
     /// The future of [`WithRequestContext`]: the inner response, finished by [`finish`].
     pub struct RequestContextFuture<F> {
         #[pin]
-        inner: Instrumented<F>,
+        inner: F,
         request_id: Arc<str>,
         method: Method,
         uri: Uri,
@@ -109,40 +106,29 @@ where
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let Ok(response) = ready!(this.inner.as_mut().poll(cx));
-        Poll::Ready(Ok(finish(
-            response,
-            this.inner.span(),
-            this.request_id,
-            this.method,
-            this.uri,
-        )))
+        let this = self.project();
+        let (inner, request_id) = (this.inner, &*this.request_id);
+        in_request(request_id, || {
+            let Ok(response) = ready!(inner.poll(cx));
+            Poll::Ready(Ok(finish(response, request_id, this.method, this.uri)))
+        })
     }
 }
 
 /// What [`RequestContextLayer`] does to a response: the error envelope, the 5xx log line, the
 /// request id header and [`no_store`].
-fn finish(
-    mut response: Response,
-    span: &tracing::Span,
-    request_id: &str,
-    method: &Method,
-    uri: &Uri,
-) -> Response {
+fn finish(mut response: Response, request_id: &str, method: &Method, uri: &Uri) -> Response {
     let body = response.extensions_mut().remove::<ErrorBody>();
     if let Some(body) = body {
         if response.status().is_server_error() {
-            span.in_scope(|| {
-                tracing::warn!(
-                    %method,
-                    path = uri.path(),
-                    status = response.status().as_u16(),
-                    code = body.code.as_str(),
-                    error = %body.message,
-                    "request failed"
-                );
-            });
+            tracing::warn!(
+                %method,
+                path = uri.path(),
+                status = response.status().as_u16(),
+                code = body.code.as_str(),
+                error = %body.message,
+                "request failed"
+            );
         }
         response = error::render(&body, request_id);
     } else if response.status() == StatusCode::METHOD_NOT_ALLOWED {

@@ -41,8 +41,10 @@ fn open(extension: &str) -> Option<File> {
         .ok()
 }
 
-/// Sends this process's service logs to a file (idempotent). The level is `TEST_LOG` or, by
-/// default, debug for the project's crates and info for the rest.
+/// Sends this process's service logs to a file (idempotent), lines logged
+/// [`in_request`](authstack_telemetry::in_request) inside the request's span as the services
+/// write them. The level is `TEST_LOG` or, by default, debug for the project's crates and info
+/// for the rest.
 pub fn capture() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
@@ -56,6 +58,7 @@ pub fn capture() {
         });
         let _ = tracing_subscriber::fmt()
             .json()
+            .map_event_format(authstack_telemetry::RequestFormat::json)
             .with_env_filter(filter)
             .with_writer(Mutex::new(file))
             .try_init();

@@ -5,10 +5,14 @@
 //! Metrics use the `metrics` facade with a Prometheus recorder; binaries serve
 //! [`Metrics::render`] on `/metrics`.
 
+mod request;
+
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
+
+pub use request::{REQUEST_SPAN, RequestFormat, current_request, in_request};
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +37,7 @@ impl LogFormat {
 }
 
 /// Installs the global `tracing` subscriber. `default_filter` applies when `RUST_LOG` is unset.
+/// Lines logged [`in_request`] are written inside that request's span ([`RequestFormat`]).
 /// Calling it twice is harmless (the second call does nothing).
 pub fn init_tracing(format: LogFormat, default_filter: &str) {
     let filter =
@@ -43,8 +48,9 @@ pub fn init_tracing(format: LogFormat, default_filter: &str) {
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .map_event_format(RequestFormat::json)
             .try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.map_event_format(RequestFormat::text).try_init(),
     };
 }
 

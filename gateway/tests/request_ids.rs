@@ -1,5 +1,6 @@
 //! Request ids. Every log line written while a request is handled names its request id: the
-//! gateway runs each request in a `request` span, auth-svc each RPC call in a `call` span, both
+//! gateway writes each request's lines inside a `request` span (`authstack_telemetry::
+//! in_request`), auth-svc runs each RPC call in a `call` span, both
 //! carrying the id the gateway assigned (a sane incoming `X-Request-Id`, or a fresh one). Judged
 //! on the JSON log lines the services really wrote (`authstack_testkit::logs`). And the id,
 //! which a client may choose, is never the idempotency key of a call.
@@ -138,6 +139,47 @@ async fn log_lines_of_a_request_carry_its_request_id() {
         outside.is_empty(),
         "lines without a request id: {outside:?}"
     );
+    app.teardown().await;
+}
+
+/// A WebSocket's lines are written by the socket's own tasks, long after the upgrade request's
+/// handler returned; they are still inside that request's `request` span.
+#[tokio::test]
+async fn log_lines_of_a_websocket_carry_its_upgrade_request_id() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let app = TestApp::spawn().await;
+    app.register("sockeye", PASSWORD).await;
+    let pair = app.login("sockeye", PASSWORD).await;
+    let token = pair["access_token"].as_str().unwrap();
+    let mut request = app
+        .url("/api/v1/ws")
+        .replace("http://", "ws://")
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    headers.insert("x-request-id", "rid-socket-9".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        if let Some(line) = log_lines().into_iter().find(|l| {
+            l["fields"]["message"].as_str() == Some("WebSocket authenticated")
+                && request_ids(l).contains(&"rid-socket-9".to_owned())
+        }) {
+            break line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `WebSocket authenticated` line"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(line["spans"][0]["name"], "request", "{line}");
+    assert_eq!(line["spans"][0]["request_id"], "rid-socket-9", "{line}");
+    assert_eq!(line["spans"][1]["name"], "ws", "{line}");
+    let _ = ws.close(None).await;
     app.teardown().await;
 }
 

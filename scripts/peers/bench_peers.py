@@ -104,7 +104,9 @@ class System:
         path = os.path.join(self.work, f"{self.name}-{name}.log")
         out = open(path, "w")
         self.logs.append(path)
-        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        # Each binary at its default log level, whatever the caller's RUST_LOG.
+        base = {k: v for k, v in os.environ.items() if k != "RUST_LOG"}
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**base, **(env or {})},
                              start_new_session=True)
         self.procs.append(p)
         return p

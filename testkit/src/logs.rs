@@ -58,6 +58,7 @@ pub fn capture() {
         });
         let _ = tracing_subscriber::fmt()
             .json()
+            .with_current_span(false)
             .map_event_format(authstack_telemetry::RequestFormat::json)
             .with_env_filter(filter)
             .with_writer(Mutex::new(file))

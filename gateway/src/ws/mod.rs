@@ -77,7 +77,14 @@ pub async fn upgrade(
     };
     let config = &state.config;
     let max = config.ws_max_message_bytes as usize;
-    let span = tracing::info_span!("ws", request_id = %ctx.request_id);
+    // The socket's lines are logged by its own tasks, outside the upgrade request's polls
+    // (`in_request`): a real `request` span, once per socket, keeps them inside the request.
+    let request = tracing::info_span!(
+        parent: None,
+        authstack_telemetry::REQUEST_SPAN,
+        request_id = %ctx.request_id
+    );
+    let span = tracing::info_span!(parent: &request, "ws", request_id = %ctx.request_id);
     Ok(upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(max)

@@ -6,6 +6,13 @@
 //! thread for the duration of a call, and [`RequestFormat`] writes any line logged meanwhile as
 //! if it came from inside a span `request` with a field `request_id`: the outermost entry of a
 //! JSON line's `spans`, `request{request_id=…}:` in text — the lines a real span would give.
+//!
+//! The marker belongs to the thread, not to a span tree: a span created while a request is
+//! polled does not have `request` as its parent (a task spawned with `in_current_span()` or
+//! `.instrument(..)` logs without the request unless its span names the id itself, as the
+//! WebSocket's do), a span entered during the poll is written inside `request`, span-based
+//! filters (`RUST_LOG='[request{request_id=…}]=debug'`) see no request, and a request's future
+//! dropped before it finished (the client went away) is dropped outside the marker.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -57,12 +64,16 @@ pub struct RequestFormat<F> {
 }
 
 impl<F> RequestFormat<F> {
-    /// Around `tracing_subscriber`'s JSON format (`.json()`, span list on).
+    /// Around `tracing_subscriber`'s JSON format (`.json()` with the span list on and the
+    /// current span off, as [`init_tracing`](crate::init_tracing) sets it: a line logged in a
+    /// request and no other span gets no `span` key).
     pub fn json(inner: F) -> Self {
         RequestFormat { inner, json: true }
     }
 
-    /// Around its text formats (`Full`, the default).
+    /// Around its text format (`Full`, the default, without thread names or ids, which it would
+    /// write between the level and the spans). Lines logged in a request are written without
+    /// colours.
     pub fn text(inner: F) -> Self {
         RequestFormat { inner, json: false }
     }
@@ -108,9 +119,9 @@ fn json_in_request(line: &str, request_id: &str) -> String {
         r#"{{"request_id":{},"name":"{REQUEST_SPAN}"}}"#,
         serde_json::Value::from(request_id)
     );
-    // A raw `"` only ever delimits a string, and the only arrays of a line are its `spans`
-    // (event fields are written as strings, numbers and booleans): the first `,"spans":[` is
-    // the key itself.
+    // A raw `"` only ever delimits a string, so `"spans":[` can only be a key with an array:
+    // the line's span list, or an event field named `spans` (none is), which the formatter
+    // writes before the span list.
     const KEY: &str = r#","spans":["#;
     if let Some(at) = line.find(KEY) {
         let at = at + KEY.len();

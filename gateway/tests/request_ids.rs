@@ -56,11 +56,16 @@ fn request_ids(line: &Value) -> Vec<String> {
 
 /// Waits for a line with `message` and returns it.
 async fn line_with(message: &str) -> Value {
+    line_where(message, |_| true).await
+}
+
+/// Waits for a line with `message` that `also` accepts and returns it.
+async fn line_where(message: &str, also: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(line) = log_lines()
             .into_iter()
-            .find(|l| l["fields"]["message"].as_str() == Some(message))
+            .find(|l| l["fields"]["message"].as_str() == Some(message) && also(l))
         {
             return line;
         }
@@ -162,20 +167,10 @@ async fn log_lines_of_a_websocket_carry_its_upgrade_request_id() {
     headers.insert("x-request-id", "rid-socket-9".parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let line = loop {
-        if let Some(line) = log_lines().into_iter().find(|l| {
-            l["fields"]["message"].as_str() == Some("WebSocket authenticated")
-                && request_ids(l).contains(&"rid-socket-9".to_owned())
-        }) {
-            break line;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no `WebSocket authenticated` line"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let line = line_where("WebSocket authenticated", |l| {
+        request_ids(l).contains(&"rid-socket-9".to_owned())
+    })
+    .await;
     assert_eq!(line["spans"][0]["name"], "request", "{line}");
     assert_eq!(line["spans"][0]["request_id"], "rid-socket-9", "{line}");
     assert_eq!(line["spans"][1]["name"], "ws", "{line}");

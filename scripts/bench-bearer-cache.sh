@@ -36,9 +36,11 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 psql "$pg_admin" -qc "CREATE DATABASE $db"
 "$bin/authstack-dev" keygen --dir "$work/keys" >/dev/null
 port=$(free_port)
-export DATABASE_URL="${pg_admin%/*}/$db" AUTH_KEY_DIR="$work/keys" RUST_LOG=warn LOG_FORMAT=json
+# Logs as deployed: JSON at each binary's default level (info); a caller's RUST_LOG does not apply.
+unset RUST_LOG
+export DATABASE_URL="${pg_admin%/*}/$db" AUTH_KEY_DIR="$work/keys" LOG_FORMAT=json
 export AUTH_ISSUER="http://127.0.0.1:$port" GATEWAY_LISTEN="127.0.0.1:$port" AUTH_HASHING_THREADS=1
-RUST_LOG=${GATEWAY_LOG:-warn} AMQP_URL="$GATEWAY_AMQP_URL" GATEWAY_METRICS_LISTEN="127.0.0.1:$(free_port)" "$bin/gateway" >"$work/gateway.log" 2>&1 & pids+=($!)
+AMQP_URL="$GATEWAY_AMQP_URL" GATEWAY_METRICS_LISTEN="127.0.0.1:$(free_port)" "$bin/gateway" >"$work/gateway.log" 2>&1 & pids+=($!)
 gw="http://127.0.0.1:$port"
 
 start_auth() { # cache capacity

@@ -32,7 +32,9 @@ want=$(( idle + 1000 )); hard=$(ulimit -Hn)
 ulimit -n "$want"
 # shellcheck source=scripts/test-platform.sh
 source scripts/test-platform.sh
-export RUST_LOG=warn GATEWAY_WS_MAX_SOCKETS=$(( idle * 2 ))
+# Logs at each binary's default level (info), as deployed: a caller's RUST_LOG does not apply.
+unset RUST_LOG
+export GATEWAY_WS_MAX_SOCKETS=$(( idle * 2 ))
 start_platform bench-ws
 work=$(mktemp -d)
 trap 'stop_platform; rm -rf "$work"' EXIT

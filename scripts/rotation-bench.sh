@@ -24,6 +24,9 @@ pg_admin=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 bin="${CARGO_TARGET_DIR:-$root/target}/release"
 p_secs=$(python3 -c "import re,sys; s='$P'; t=sum(float(n)*{'ms':0.001,'s':1,'m':60,'h':3600}[u] for n,u in re.findall(r'([0-9.]+)(ms|s|m|h)', s)); print(t)")
 
+# Every process logs as deployed: at its binary's default level (info); a caller's RUST_LOG does
+# not apply.
+unset RUST_LOG
 scripts/ensure-services.sh >/dev/null
 echo "[rotation] building release binaries" >&2
 cargo build --release --locked -q -p auth-svc -p gateway -p authstack-dev -p authstack-bench -p authstack-operator -p authstack-testkit
@@ -63,7 +66,7 @@ k -n auth apply -f - >/dev/null <<JSON
 JSON
 wait_for "k -n auth get secret demo-signing-keys"
 
-export RUST_LOG=warn LOG_FORMAT=json AUTH_ISSUER="$issuer"
+export LOG_FORMAT=json AUTH_ISSUER="$issuer"
 eval "$(python3 scripts/broker-users.py env "rot-$id")"
 export DATABASE_URL="${pg_admin%/*}/$db" AUTH_HASHING_THREADS=1 AUTH_KEY_POLL_MS=500
 # All simulated clients share one address: no per-address rate limits here.

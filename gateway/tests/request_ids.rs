@@ -148,7 +148,8 @@ async fn log_lines_of_a_request_carry_its_request_id() {
 }
 
 /// A WebSocket's lines are written by the socket's own tasks, long after the upgrade request's
-/// handler returned; they are still inside that request's `request` span.
+/// handler returned; they are still inside that request's `request` span (the tasks are polled
+/// `InRequest`).
 #[tokio::test]
 async fn log_lines_of_a_websocket_carry_its_upgrade_request_id() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -173,7 +174,12 @@ async fn log_lines_of_a_websocket_carry_its_upgrade_request_id() {
     .await;
     assert_eq!(line["spans"][0]["name"], "request", "{line}");
     assert_eq!(line["spans"][0]["request_id"], "rid-socket-9", "{line}");
-    assert_eq!(line["spans"][1]["name"], "ws", "{line}");
+    assert!(
+        line["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("gateway::ws")),
+        "{line}"
+    );
     let _ = ws.close(None).await;
     app.teardown().await;
 }

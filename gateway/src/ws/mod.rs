@@ -10,6 +10,7 @@ mod session;
 
 use authstack_protocol::ErrorBody;
 use authstack_protocol::FieldError;
+use authstack_telemetry::InRequest;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -77,19 +78,15 @@ pub async fn upgrade(
     };
     let config = &state.config;
     let max = config.ws_max_message_bytes as usize;
-    // The socket's lines are logged by its own tasks, outside the upgrade request's polls
-    // (`in_request`): a real `request` span, once per socket, keeps them inside the request.
-    let request = tracing::info_span!(
-        parent: None,
-        authstack_telemetry::REQUEST_SPAN,
-        request_id = %ctx.request_id
-    );
-    let span = tracing::info_span!(parent: &request, "ws", request_id = %ctx.request_id);
+    // The socket's lines are logged by its own tasks, after the upgrade request's polls: each of
+    // their polls is marked with the request (`InRequest`), as the request's were. (Two real
+    // spans per socket cost ~3 KiB of RSS per idle socket at `info`: docs/performance.md.)
+    let request_id = ctx.request_id.clone();
     Ok(upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
-            tracing::Instrument::instrument(session::run(state, socket, ctx, presented), span)
+            InRequest::new(request_id, session::run(state, socket, ctx, presented))
         }))
 }

@@ -11,6 +11,7 @@ use authstack_protocol::ws::{
     default_topics, is_valid_topic,
 };
 use authstack_protocol::{ErrorBody, ErrorCode, FieldError, validate};
+use authstack_telemetry::InRequest;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
@@ -41,7 +42,10 @@ pub(super) async fn run(
     let (sink, mut stream) = socket.split();
     let (queue, outbound) = mpsc::channel(state.config.ws_send_buffer as usize);
     let closer = Arc::new(Closer::default());
-    let writer = tokio::spawn(write_loop(sink, outbound, closer.clone()).in_current_span());
+    let writer = tokio::spawn(InRequest::new(
+        ctx.request_id.clone(),
+        write_loop(sink, outbound, closer.clone()),
+    ));
     metrics::gauge!("authstack_gateway_ws_connections").increment(1.0);
     match state.ws_slots.clone().try_acquire_owned() {
         Ok(slot) => {
@@ -520,7 +524,9 @@ impl Reader {
         let queue = self.queue.clone();
         let closer = self.closer.clone();
         let span = tracing::info_span!("ws_call", request_id = %request_id, method = call.method());
-        tokio::spawn(
+        let socket_request = self.ctx.request_id.clone();
+        tokio::spawn(InRequest::new(
+            socket_request,
             async move {
                 let (result, error) = match state.call(&call, context).await {
                     Ok(raw) => (Some(raw), None),
@@ -531,7 +537,7 @@ impl Reader {
                 drop(permit);
             }
             .instrument(span),
-        );
+        ));
     }
 
     /// Decodes and authorizes a call like REST would.

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-pub use request::{REQUEST_SPAN, RequestFormat, current_request, in_request};
+pub use request::{InRequest, REQUEST_SPAN, RequestFormat, current_request, in_request};
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,9 +24,9 @@ pg_admin=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 bin="${CARGO_TARGET_DIR:-$root/target}/release"
 p_secs=$(python3 -c "import re,sys; s='$P'; t=sum(float(n)*{'ms':0.001,'s':1,'m':60,'h':3600}[u] for n,u in re.findall(r'([0-9.]+)(ms|s|m|h)', s)); print(t)")
 
-# Every process logs as deployed: at its binary's default level (info); a caller's RUST_LOG does
-# not apply.
-unset RUST_LOG
+# The measured processes log at their binaries' default level (info), as deployed: a caller's
+# RUST_LOG applies only to the demo.
+[ "$MODE" = demo ] || unset RUST_LOG
 scripts/ensure-services.sh >/dev/null
 echo "[rotation] building release binaries" >&2
 cargo build --release --locked -q -p auth-svc -p gateway -p authstack-dev -p authstack-bench -p authstack-operator -p authstack-testkit

@@ -65,7 +65,9 @@ start_platform() {
   PLATFORM_KEYS="$platform_work/keys"
   PLATFORM_DB="${pg_admin%/*}/$platform_db"
   PLATFORM_METRICS_URL="http://127.0.0.1:$(free_port)"
-  export LOG_FORMAT=json RUST_LOG="${RUST_LOG:-info}"
+  export LOG_FORMAT=json
+  # A caller's RUST_LOG applies; without one, each binary logs at its own default level.
+  if [ -n "${RUST_LOG:-}" ]; then export RUST_LOG; fi
   DATABASE_URL="$PLATFORM_DB" AUTH_KEY_DIR="$PLATFORM_KEYS" AUTH_ISSUER="$PLATFORM_URL" \
     AMQP_URL="$AUTH_SVC_AMQP_URL" AUTH_HTTP_LISTEN="127.0.0.1:$(free_port)" \
     "$bin/auth-svc" >"$logs/auth-svc-$id.log" 2>&1 &

@@ -158,29 +158,36 @@ async fn log_lines_of_a_websocket_carry_its_upgrade_request_id() {
     app.register("sockeye", PASSWORD).await;
     let pair = app.login("sockeye", PASSWORD).await;
     let token = pair["access_token"].as_str().unwrap();
-    let mut request = app
-        .url("/api/v1/ws")
-        .replace("http://", "ws://")
-        .into_client_request()
-        .unwrap();
-    let headers = request.headers_mut();
-    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
-    headers.insert("x-request-id", "rid-socket-9".parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-
+    let socket = |token: &str, request_id: &str| {
+        let mut request = app
+            .url("/api/v1/ws")
+            .replace("http://", "ws://")
+            .into_client_request()
+            .unwrap();
+        let headers = request.headers_mut();
+        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        headers.insert("x-request-id", request_id.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    // The socket's own task: its read loop authenticates it.
+    let (mut ws, _) = socket(token, "rid-socket-9").await.unwrap();
     let line = line_where("WebSocket authenticated", |l| {
         request_ids(l).contains(&"rid-socket-9".to_owned())
     })
     .await;
     assert_eq!(line["spans"][0]["name"], "request", "{line}");
     assert_eq!(line["spans"][0]["request_id"], "rid-socket-9", "{line}");
-    assert!(
-        line["target"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("gateway::ws")),
-        "{line}"
-    );
+    assert_eq!(line["spans"].as_array().map(Vec::len), Some(1), "{line}");
     let _ = ws.close(None).await;
+
+    // Its writer task, a task of its own: it closes a socket whose credential is refused.
+    let (_refused, _) = socket("not-a-token", "rid-socket-10").await.unwrap();
+    let line = line_where("closing WebSocket", |l| {
+        request_ids(l).contains(&"rid-socket-10".to_owned())
+    })
+    .await;
+    assert_eq!(line["spans"][0]["name"], "request", "{line}");
+    assert_eq!(line["spans"][0]["request_id"], "rid-socket-10", "{line}");
     app.teardown().await;
 }
 

@@ -57,10 +57,12 @@ pub fn in_request<R>(request_id: &Arc<str>, f: impl FnOnce() -> R) -> R {
 
 pin_project! {
     /// A future each poll of which runs [`in_request`]: for work of a request that outlives its
-    /// handler's polls, such as a WebSocket's tasks. Costs the marker per poll, where a
-    /// `request` span would hold a slab entry and its formatted fields for the future's life
-    /// (measured on 10,000 idle WebSockets: ~3 KiB of gateway RSS per socket at `info`).
+    /// handler's polls, such as a WebSocket's tasks. Costs the marker per poll, where real spans
+    /// hold a slab entry and their formatted fields for the future's life (a WebSocket's two,
+    /// `request` and `ws`, cost ~3 KiB of gateway RSS per idle socket at `info`). Unlike
+    /// `tracing::Instrumented`, the inner future is dropped outside the marker.
     #[derive(Debug)]
+    #[must_use = "futures do nothing unless polled"]
     pub struct InRequest<F> {
         #[pin]
         inner: F,

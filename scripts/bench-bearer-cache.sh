@@ -40,6 +40,9 @@ port=$(free_port)
 unset RUST_LOG
 export DATABASE_URL="${pg_admin%/*}/$db" AUTH_KEY_DIR="$work/keys" LOG_FORMAT=json
 export AUTH_ISSUER="http://127.0.0.1:$port" GATEWAY_LISTEN="127.0.0.1:$port" AUTH_HASHING_THREADS=1
+# The load generator is a single client address: per-address rate limits would measure
+# themselves, not the cache (and refuse the rounds' registrations).
+export AUTH_LOGIN_RATE_PER_ADDRESS=0 AUTH_REGISTER_RATE_PER_ADDRESS=0
 AMQP_URL="$GATEWAY_AMQP_URL" GATEWAY_METRICS_LISTEN="127.0.0.1:$(free_port)" "$bin/gateway" >"$work/gateway.log" 2>&1 & pids+=($!)
 gw="http://127.0.0.1:$port"
 

@@ -293,14 +293,19 @@ mod tests {
         assert_eq!(untimed(&real), untimed(&ours));
     }
 
-    #[test]
-    fn lines_outside_a_request_are_untouched_and_requests_nest() {
-        let out = Buffer::default();
-        let subscriber = tracing_subscriber::fmt()
+    /// JSON lines (not flattened, current span on: tracing-subscriber's defaults) into `out`.
+    fn json_subscriber(out: &Buffer) -> impl Subscriber + Send + Sync + 'static {
+        tracing_subscriber::fmt()
             .json()
             .map_event_format(RequestFormat::json)
             .with_writer(out.clone())
-            .finish();
+            .finish()
+    }
+
+    #[test]
+    fn lines_outside_a_request_are_untouched_and_requests_nest() {
+        let out = Buffer::default();
+        let subscriber = json_subscriber(&out);
         let (outer, inner): (Arc<str>, Arc<str>) = ("outer".into(), "inner".into());
         tracing::subscriber::with_default(subscriber, || {
             in_request(&outer, || {
@@ -327,11 +332,7 @@ mod tests {
     #[test]
     fn every_poll_of_an_in_request_future_and_only_its_polls_are_in_the_request() {
         let out = Buffer::default();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .map_event_format(RequestFormat::json)
-            .with_writer(out.clone())
-            .finish();
+        let subscriber = json_subscriber(&out);
         let mut polls = 0;
         let future = std::future::poll_fn(|cx| {
             polls += 1;

@@ -41,7 +41,7 @@ trap 'stop_platform; rm -rf "$work"' EXIT
 ws_url="${PLATFORM_URL/http:/ws:}/api/v1/ws"
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$PLATFORM_GATEWAY_PID/status"; }
 
-"$venv/bin/python" scripts/mint_tokens.py "$PLATFORM_KEYS" "$PLATFORM_URL" authstack "$subscribed" >"$work/tokens.txt"
+"$venv/bin/python" scripts/mint_tokens.py "$PLATFORM_KEYS" "$PLATFORM_URL" authstack "$(( subscribed > 0 ? subscribed : 1 ))" >"$work/tokens.txt"
 # A first socket warms the token cache and the key set.
 "$bin/ws-load" --url "$ws_url" --tokens "$work/tokens.txt" idle --count 1 --hold 0 >/dev/null
 
@@ -57,28 +57,34 @@ wait "$loader"
 sleep 5
 after=$(rss_kib)
 
-echo "[bench-ws] latency: $subscribed sockets, $rate events/s to one socket each" >&2
-"$bin/ws-load" --url "$ws_url" --tokens "$work/tokens.txt" latency --count "$subscribed" \
-  --amqp "$AUTH_SVC_AMQP_URL" --exchange "$AUTH_EVENTS_EXCHANGE" --rate "$rate" \
-  --seconds "$seconds" --target one >"$work/one.json"
-echo "[bench-ws] latency: $subscribed sockets, $broadcast keys.rotated/s to every socket" >&2
-"$bin/ws-load" --url "$ws_url" --tokens "$work/tokens.txt" latency --count "$subscribed" \
-  --amqp "$AUTH_SVC_AMQP_URL" --exchange "$AUTH_EVENTS_EXCHANGE" --rate "$broadcast" \
-  --seconds "$seconds" --target all >"$work/all.json"
+# WS_LATENCY_SOCKETS=0 measures the idle sockets only.
+if [ "$subscribed" -gt 0 ]; then
+  echo "[bench-ws] latency: $subscribed sockets, $rate events/s to one socket each" >&2
+  "$bin/ws-load" --url "$ws_url" --tokens "$work/tokens.txt" latency --count "$subscribed" \
+    --amqp "$AUTH_SVC_AMQP_URL" --exchange "$AUTH_EVENTS_EXCHANGE" --rate "$rate" \
+    --seconds "$seconds" --target one >"$work/one.json"
+  echo "[bench-ws] latency: $subscribed sockets, $broadcast keys.rotated/s to every socket" >&2
+  "$bin/ws-load" --url "$ws_url" --tokens "$work/tokens.txt" latency --count "$subscribed" \
+    --amqp "$AUTH_SVC_AMQP_URL" --exchange "$AUTH_EVENTS_EXCHANGE" --rate "$broadcast" \
+    --seconds "$seconds" --target all >"$work/all.json"
+fi
 
 python3 - "$work" "$before" "$held" "$after" "$PLATFORM_PROFILE" <<'PY'
 import json, sys
 work, before, held, after, profile = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 idle = json.load(open(f"{work}/idle.json"))
-one = json.load(open(f"{work}/one.json"))
-every = json.load(open(f"{work}/all.json"))
+import os
 per = (held - before) * 1024 / max(idle["opened"], 1)
 print(f"\nWebSocket /api/v1/ws ({profile} build)")
 print(f"  idle sockets held: {idle['opened']} (failed {idle['failed']}, closed early {idle['closed_early']}), "
       f"opened in {idle['connect_seconds']:.1f} s")
 print(f"  gateway RSS: {before/1024:.1f} MiB before, {held/1024:.1f} MiB holding them "
       f"= {per/1024:.1f} KiB per socket; {after/1024:.1f} MiB after they closed")
-for name, r in (("one socket per event", one), ("every socket (keys.rotated)", every)):
+for name, file in (("one socket per event", "one"), ("every socket (keys.rotated)", "all")):
+    if not os.path.exists(f"{work}/{file}.json"):
+        print(f"  events to {name}: not measured (WS_LATENCY_SOCKETS=0)")
+        continue
+    r = json.load(open(f"{work}/{file}.json"))
     print(f"  {r['sockets']} sockets, {r['rate']} events/s to {name}: {r['deliveries']}/{r['expected']} delivered, "
           f"publish->client p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, max {r['max_ms']:.1f} ms")
 PY

@@ -70,10 +70,9 @@ if [ "$subscribed" -gt 0 ]; then
 fi
 
 python3 - "$work" "$before" "$held" "$after" "$PLATFORM_PROFILE" <<'PY'
-import json, sys
+import json, os, sys
 work, before, held, after, profile = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 idle = json.load(open(f"{work}/idle.json"))
-import os
 per = (held - before) * 1024 / max(idle["opened"], 1)
 print(f"\nWebSocket /api/v1/ws ({profile} build)")
 print(f"  idle sockets held: {idle['opened']} (failed {idle['failed']}, closed early {idle['closed_early']}), "

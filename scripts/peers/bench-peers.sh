@@ -24,6 +24,4 @@ scripts/load-tools.sh
 cargo build --release --locked -q -p auth-svc -p gateway -p authstack-dev -p authstack-bench
 echo
 echo "Peers on this machine (make bench-peers):"
-# Every system logs at its default level, as deployed.
-unset RUST_LOG
 python3 scripts/peers/bench_peers.py

@@ -225,7 +225,7 @@ class AuthStack(System):
         cpus = os.cpu_count() or 2
         # Broker names and users within the broker's permissions (libs/protocol/broker-acl.json).
         self.broker = broker_env(f"peers-{self.id}")
-        # Logs at the binaries' default level, as deployed (bench-peers.sh unsets RUST_LOG).
+        # Logs at the binaries' default level, as deployed (`spawn` drops the caller's RUST_LOG).
         env = {"DATABASE_URL": f"{PG_BASE}/{self.db}?sslmode=disable", "AUTH_KEY_DIR": keys, "LOG_FORMAT": "json",
                **self.broker, "AUTH_ISSUER": self.base,
                "GATEWAY_LISTEN": f"127.0.0.1:{self.port}", "AUTH_ACCESS_TOKEN_TTL": str(TOKEN_LIFETIME_S),

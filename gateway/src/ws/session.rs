@@ -524,9 +524,8 @@ impl Reader {
         let queue = self.queue.clone();
         let closer = self.closer.clone();
         let span = tracing::info_span!("ws_call", request_id = %request_id, method = call.method());
-        let socket_request = self.ctx.request_id.clone();
         tokio::spawn(InRequest::new(
-            socket_request,
+            self.ctx.request_id.clone(),
             async move {
                 let (result, error) = match state.call(&call, context).await {
                     Ok(raw) => (Some(raw), None),

@@ -263,6 +263,14 @@ mod tests {
             .collect()
     }
 
+    /// The request id of each line's outermost span, if any.
+    fn outer_request_ids(lines: &[serde_json::Value]) -> Vec<Option<String>> {
+        lines
+            .iter()
+            .map(|l| l["spans"][0]["request_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     #[test]
     fn json_lines_in_a_request_are_those_of_a_real_request_span() {
         for flatten in [true, false] {
@@ -315,10 +323,7 @@ mod tests {
             tracing::info!("c");
         });
         let lines = json_lines(&out.take());
-        let ids: Vec<_> = lines
-            .iter()
-            .map(|l| l["spans"][0]["request_id"].as_str().map(str::to_owned))
-            .collect();
+        let ids = outer_request_ids(&lines);
         assert_eq!(
             ids,
             [Some("inner".to_owned()), Some("outer".to_owned()), None]
@@ -351,10 +356,7 @@ mod tests {
             tracing::info!("between");
             assert_eq!(future.as_mut().poll(&mut cx), Poll::Ready(2));
         });
-        let ids: Vec<_> = json_lines(&out.take())
-            .iter()
-            .map(|l| l["spans"][0]["request_id"].as_str().map(str::to_owned))
-            .collect();
+        let ids = outer_request_ids(&json_lines(&out.take()));
         let inside = Some("socket-1".to_owned());
         assert_eq!(ids, [inside.clone(), None, inside]);
         assert_eq!(current_request(), None);
